@@ -1,0 +1,11 @@
+"""Physics layer: wave propagation, survey geometry, wavelets. Nothing neural here."""
+from jaxfwi.physics.propagate import (  # noqa: F401
+    CoarseGridWarning,
+    PropagationPlan,
+    SubstepWarning,
+    forward,
+    plan_propagation,
+    stable_dt,
+)
+from jaxfwi.physics.survey import Survey  # noqa: F401
+from jaxfwi.physics.wavelets import downsample, peak_frequency, ricker, upsample  # noqa: F401

@@ -1,0 +1,570 @@
+"""Finite-difference acoustic propagation: ``v + Survey -> receiver data``.
+
+The constant-density acoustic wave equation
+
+    (1 / v^2) d2u/dt2 - lap(u) = s(x, t),      s = f(t) delta(x - x_s)
+
+is stepped with the leapfrog scheme (2nd order in time) and a central
+Laplacian of order 2, 4, 6 or 8 in space:
+
+    u[n+1] = 2 u[n] - u[n-1] + dt^2 v^2 (lap_pml u[n] + f[n] / dV)
+
+where ``dV = prod(dx)`` turns the point source into a cell average and
+``lap_pml`` carries the C-PML memory terms (:mod:`jaxfwi.physics.pml`), which
+are evaluated only inside the absorbing strips.
+
+**Amplitude convention.** Each source injects ``f[n]`` with the units of the
+right-hand side ``s`` integrated over a cell (a point source of strength
+``f(t)``). A receiver records ``u`` at its cell at ``t = n dt``: with this
+convention, in a homogeneous medium the record is the wavelet convolved with
+the causal Green's function ``G`` of ``(1/v^2) u_tt - lap u = delta`` — 1-D
+``G = v/2 H(t - r/v)``, 2-D ``G = H(t - r/v) / (2 pi sqrt(t^2 - r^2/v^2))``,
+3-D ``G = delta(t - r/v) / (4 pi r)`` — which the tests check.
+
+**Boundaries.** Absorbing C-PML layers of ``pml_width`` cells are added
+outside the model on the chosen sides (the model is extended into them by
+edge replication). With ``free_surface=True`` the top (low end of axis 0)
+has no PML and a pressure-free surface lies exactly on row 0 (``u = 0``
+there, enforced by odd mirroring): sources and receivers should sit at depth
+index >= 1 (row 0 records zeros).
+
+**Time stepping and stability.** When ``dt`` exceeds the stability limit of
+the scheme the default is to run ``substeps`` internal steps per sample (as
+deepwave does), with band-limited (Fourier) resampling of the wavelets and the
+records; ``cfl="error"`` raises instead. The plan, including ``substeps``, is
+returned by :func:`plan_propagation` and by ``forward(..., return_plan=True)``.
+
+**Memory.** Reverse-mode autodiff through the ``lax.scan`` stores one field
+per internal time step. ``checkpoint=k`` (or ``"sqrt"``) stores only the state
+at every k-th step and recomputes the segments during the backward pass;
+``shot_batch=B`` runs the shots B at a time (each batch rematerialised in the
+backward pass), bounding memory by one batch.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from jaxfwi.physics import stencils
+from jaxfwi.physics.pml import cpml_coefficients
+from jaxfwi.physics.survey import Survey
+from jaxfwi.physics.wavelets import downsample, peak_frequency, upsample
+
+CFL_SAFETY = 0.98  # fraction of the von Neumann limit used when subdividing
+
+
+class SubstepWarning(UserWarning):
+    """Emitted when ``dt`` is split into several internal steps for stability."""
+
+
+class CoarseGridWarning(UserWarning):
+    """Emitted when the grid has fewer than ~5 cells per minimum wavelength."""
+
+
+@dataclass(frozen=True)
+class PropagationPlan:
+    """Static (hashable) configuration of one propagation; the jit cache key.
+
+    Attributes:
+      shape: model shape (without absorbing layers).
+      spacing: cell size per axis, m.
+      dt: recorded sample interval, s.
+      nt: recorded samples.
+      substeps: internal time steps per recorded sample (CFL subdivision).
+      accuracy: spatial order (2, 4, 6, 8).
+      pml: ``((low, high), ...)`` absorbing-layer widths per axis, cells.
+      free_surface: pressure-free top (row 0).
+      checkpoint: internal steps per checkpointed segment (None: no checkpointing).
+      shot_batch: shots propagated together (None: all at once).
+      snapshot_every: record the wavefield every this many samples (None: never).
+    """
+
+    shape: tuple
+    spacing: tuple
+    dt: float
+    nt: int
+    substeps: int = 1
+    accuracy: int = 8
+    pml: tuple = ()
+    free_surface: bool = False
+    checkpoint: int | None = None
+    shot_batch: int | None = None
+    snapshot_every: int | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def dt_internal(self) -> float:
+        return self.dt / self.substeps
+
+    @property
+    def nt_internal(self) -> int:
+        return self.nt * self.substeps
+
+    @property
+    def padded_shape(self) -> tuple:
+        return tuple(n + lo + hi for n, (lo, hi) in zip(self.shape, self.pml))
+
+    def stable_dt(self, max_vel: float) -> float:
+        """Largest stable time step (s) for velocities up to ``max_vel`` m/s."""
+        return stable_dt(self.accuracy, self.spacing, max_vel)
+
+    def courant(self, max_vel: float) -> float:
+        """Courant number ``max_vel * dt / min(dx)`` of the recorded dt."""
+        return max_vel * self.dt / min(self.spacing)
+
+
+def stable_dt(accuracy: int, spacing, max_vel: float) -> float:
+    """Von Neumann stability limit of the leapfrog scheme, s."""
+    c0, ck = stencils.d2_coefficients(accuracy)
+    s = abs(c0 + 2 * sum(c * (-1) ** (k + 1) for k, c in enumerate(ck)))
+    return 2.0 / (max_vel * math.sqrt(s * sum(1.0 / h**2 for h in spacing)))
+
+
+# ----------------------------------------------------------------------------
+# validation (outside jit)
+# ----------------------------------------------------------------------------
+
+def _concrete(x):
+    """A numpy copy of ``x`` if its value is known (also under grad/jvp), else None."""
+    try:
+        return np.asarray(lax.stop_gradient(x))
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def _normalise_spacing(dx, ndim):
+    if np.ndim(dx) == 0:
+        dx = (dx,) * ndim
+    try:
+        dx = tuple(float(h) for h in dx)
+    except TypeError as e:
+        raise TypeError(f"dx={dx!r}: the grid spacing must be concrete numbers in m (it is static).") from e
+    if len(dx) != ndim or not all(h > 0 and math.isfinite(h) for h in dx):
+        raise ValueError(f"dx={dx!r} must be a positive spacing in m (one number, or one per axis of the {ndim}-D model).")
+    return dx
+
+
+def _normalise_pml(pml_width, ndim, free_surface):
+    if np.ndim(pml_width) == 0:
+        widths = [int(pml_width)] * (2 * ndim)
+    else:
+        widths = [int(w) for w in pml_width]
+    if len(widths) != 2 * ndim or any(w < 0 for w in widths) or (
+        np.ndim(pml_width) == 0 and int(pml_width) != pml_width
+    ):
+        raise ValueError(
+            f"pml_width={pml_width!r}: give one non-negative integer number of cells, or {2 * ndim} "
+            "(low, high per axis: e.g. [top, bottom, left, right] in 2-D)."
+        )
+    if free_surface:
+        widths[0] = 0
+    return tuple((widths[2 * d], widths[2 * d + 1]) for d in range(ndim))
+
+
+def _normalise_checkpoint(checkpoint, nt_internal):
+    if checkpoint is None or checkpoint is False or checkpoint == 0:
+        return None
+    if checkpoint == "sqrt":
+        return max(1, int(math.ceil(math.sqrt(nt_internal))))
+    if isinstance(checkpoint, (int, np.integer)) and checkpoint > 0:
+        return int(min(checkpoint, nt_internal))
+    raise ValueError(
+        f"checkpoint={checkpoint!r}: use None (store every step), a positive number of internal "
+        "steps per segment, or 'sqrt' (segments of sqrt(nt) steps)."
+    )
+
+
+def _check_locations(name, locs, shape):
+    arr = _concrete(locs)
+    if arr is None or arr.size == 0:
+        return
+    hi = np.asarray(shape)
+    bad = np.any((arr < 0) | (arr >= hi), axis=-1)
+    if bad.any():
+        shot, k = np.argwhere(bad)[0]
+        raise ValueError(
+            f"survey.{name}[{shot}, {k}] = {arr[shot, k].tolist()} lies outside the model of shape "
+            f"{tuple(shape)}; grid indices must satisfy 0 <= index < shape along each axis."
+        )
+
+
+def plan_propagation(
+    v,
+    dx,
+    survey: Survey,
+    accuracy: int = 8,
+    pml_width=20,
+    free_surface: bool = False,
+    *,
+    max_vel: float | None = None,
+    checkpoint=None,
+    shot_batch: int | None = None,
+    snapshot_every: int | None = None,
+    cfl: str = "subdivide",
+    substeps: int | None = None,
+    warn: bool = True,
+):
+    """Validate the inputs of :func:`forward` and return ``(plan, max_vel)``.
+
+    Raises ``ValueError`` (before any compilation) naming the bad argument, its
+    value and the fix. See :func:`forward` for the arguments.
+    """
+    if not isinstance(survey, Survey):
+        raise TypeError(f"survey must be a jaxfwi.Survey, got {type(survey).__name__}.")
+    shape = tuple(int(n) for n in jnp.shape(v))
+    ndim = len(shape)
+    if ndim not in (1, 2, 3):
+        raise ValueError(f"v has shape {shape}; expected a 1-D [nz], 2-D [nz, nx] or 3-D [nz, ny, nx] model.")
+    if survey.ndim != ndim:
+        raise ValueError(
+            f"survey locations have {survey.ndim} coordinates but v is {ndim}-D (shape {shape}); "
+            "give locations as (z,), (z, x) or (z, y, x) to match the model."
+        )
+    accuracy = stencils.check_accuracy(accuracy)
+    spacing = _normalise_spacing(dx, ndim)
+    pml = _normalise_pml(pml_width, ndim, free_surface)
+    if cfl not in ("subdivide", "error"):
+        raise ValueError(f"cfl={cfl!r}: use 'subdivide' (internal time steps) or 'error'.")
+    _check_locations("sources", survey.sources, shape)
+    _check_locations("receivers", survey.receivers, shape)
+
+    v_np = _concrete(v)
+    if v_np is not None:
+        if not np.all(np.isfinite(v_np)):
+            idx = tuple(int(i) for i in np.argwhere(~np.isfinite(v_np))[0])
+            raise ValueError(f"v contains a non-finite velocity ({v_np[idx]}) at index {idx}; velocities must be finite m/s.")
+        if np.any(v_np <= 0):
+            idx = tuple(int(i) for i in np.argwhere(v_np <= 0)[0])
+            raise ValueError(f"v contains a non-positive velocity ({v_np[idx]}) at index {idx}; velocities must be > 0 m/s.")
+    if max_vel is None:
+        if v_np is None:
+            raise ValueError(
+                "v is traced (inside jit/vmap), so the stability limit cannot be read from it: pass "
+                "max_vel=<largest velocity in m/s> to forward()."
+            )
+        max_vel = float(v_np.max())
+    else:
+        max_vel = float(max_vel)
+        if not max_vel > 0:
+            raise ValueError(f"max_vel={max_vel!r} must be a positive velocity in m/s.")
+        if v_np is not None and max_vel < float(v_np.max()):
+            max_vel = float(v_np.max())
+
+    dt = survey.dt
+    dt_max = stable_dt(accuracy, spacing, max_vel)
+    if substeps is None:
+        substeps = max(1, int(math.ceil(dt / (CFL_SAFETY * dt_max))))
+    substeps = int(substeps)
+    if substeps > 1 and cfl == "error":
+        raise ValueError(
+            f"dt={dt:g} s is above the stability limit: Courant number {max_vel * dt / min(spacing):.3f} "
+            f"(max_vel {max_vel:g} m/s, dx {min(spacing):g} m), stable up to dt={dt_max:.4g} s for accuracy "
+            f"{accuracy} in {ndim}-D. Use dt <= {CFL_SAFETY * dt_max:.4g} s or cfl='subdivide'."
+        )
+    if dt / substeps > dt_max:
+        raise ValueError(
+            f"substeps={substeps} leaves dt/substeps={dt / substeps:.4g} s above the stable {dt_max:.4g} s; "
+            f"use substeps >= {int(math.ceil(dt / dt_max))} or leave it None."
+        )
+    if warn and substeps > 1:
+        warnings.warn(
+            f"jaxfwi.forward: dt={dt:g} s exceeds the stability limit {dt_max:.4g} s (Courant number "
+            f"{max_vel * dt / min(spacing):.3f}); running {substeps} internal steps of {dt / substeps:.4g} s per "
+            "sample with band-limited resampling (pass cfl='error' to refuse).",
+            SubstepWarning,
+            stacklevel=3,
+        )
+    if warn and v_np is not None:
+        w_np = _concrete(survey.wavelet)
+        if w_np is not None and np.any(w_np):
+            fpk = peak_frequency(w_np, dt)
+            fmax = 2.2 * fpk  # Ricker spectrum falls to ~10 % of its peak here
+            ppw = float(v_np.min()) / (fmax * max(spacing)) if fmax > 0 else np.inf
+            if ppw < 5:
+                warnings.warn(
+                    f"jaxfwi.forward: only {ppw:.1f} cells per minimum wavelength (v_min {v_np.min():g} m/s, "
+                    f"f_max ~{fmax:.3g} Hz, dx {max(spacing):g} m); expect numerical dispersion. Use a smaller dx "
+                    "or a lower frequency for >= 5 (>= 6 for accuracy-critical work).",
+                    CoarseGridWarning,
+                    stacklevel=3,
+                )
+    nt_internal = survey.nt * substeps
+    seg = _normalise_checkpoint(checkpoint, nt_internal)
+    if shot_batch is not None:
+        if int(shot_batch) != shot_batch or shot_batch < 1:
+            raise ValueError(f"shot_batch={shot_batch!r} must be a positive integer number of shots (or None).")
+        shot_batch = int(min(shot_batch, survey.n_shots))
+    if snapshot_every is not None:
+        if int(snapshot_every) != snapshot_every or snapshot_every < 1:
+            raise ValueError(f"snapshot_every={snapshot_every!r} must be a positive number of samples.")
+        snapshot_every = int(snapshot_every)
+    plan = PropagationPlan(
+        shape=shape,
+        spacing=spacing,
+        dt=dt,
+        nt=survey.nt,
+        substeps=substeps,
+        accuracy=accuracy,
+        pml=pml,
+        free_surface=bool(free_surface),
+        checkpoint=seg,
+        shot_batch=shot_batch,
+        snapshot_every=snapshot_every,
+    )
+    return plan, max_vel
+
+
+# ----------------------------------------------------------------------------
+# the time step
+# ----------------------------------------------------------------------------
+
+def _pad_axis(u, axis, r, odd_low):
+    """Pad ``u`` by ``r`` ghost cells on both ends of ``axis``: zeros (Dirichlet) or,
+    at the low end when ``odd_low``, the odd mirror image (free surface on index 0)."""
+    zshape = list(u.shape)
+    zshape[axis] = r
+    high = jnp.zeros(zshape, u.dtype)
+    if odd_low:
+        low = -jnp.flip(lax.slice_in_dim(u, 1, r + 1, axis=axis), axis)
+    else:
+        low = high
+    return jnp.concatenate([low, u, high], axis=axis)
+
+
+def _d2(up, axis, n, r, c0, ck, inv_h2):
+    """Second derivative along ``axis`` at the ``n`` centre points of a padded array."""
+    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
+    acc = c0 * sl(0)
+    for k, c in enumerate(ck, start=1):
+        acc = acc + c * (sl(k) + sl(-k))
+    return acc * inv_h2
+
+
+def _d1(up, axis, n, r, ck, inv_h):
+    """First derivative along ``axis`` at the ``n`` centre points of a padded array."""
+    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
+    acc = ck[0] * (sl(1) - sl(-1))
+    for k, c in enumerate(ck[1:], start=2):
+        acc = acc + c * (sl(k) - sl(-k))
+    return acc * inv_h
+
+
+def _embed(x, axis, n, low):
+    """Zero-extend a strip ``x`` along ``axis`` to length ``n`` (at the low or high end)."""
+    w = x.shape[axis]
+    cfg = [(0, 0, 0)] * x.ndim
+    cfg[axis] = (0, n - w, 0) if low else (n - w, 0, 0)
+    return lax.pad(x, jnp.zeros((), x.dtype), cfg)
+
+
+def _make_step(plan: PropagationPlan, v2dt2, pml_coefs):
+    """The single-shot leapfrog step ``(state, (f, src_idx, src_amp)) -> (state, u)``."""
+    c0, ck2 = stencils.d2_coefficients(plan.accuracy)
+    ck1 = stencils.d1_coefficients(plan.accuracy)
+    r = plan.accuracy // 2
+    shape = plan.padded_shape
+    ndim = plan.ndim
+
+    def step(state, f, src_idx, src_amp):
+        u_prev, u, mem = state
+        lap = 0.0
+        new_mem = []
+        mi = 0
+        for d in range(ndim):
+            odd = plan.free_surface and d == 0
+            up = _pad_axis(u, d, r, odd)
+            n = shape[d]
+            h = plan.spacing[d]
+            lap = lap + _d2(up, d, n, r, c0, ck2, 1.0 / h**2)
+            for side, w in enumerate(plan.pml[d]):
+                if w == 0:
+                    continue
+                a, b = pml_coefs[mi]
+                psi, zeta = mem[mi]
+                mi += 1
+                low = side == 0
+                start = 0 if low else n - w
+                strip = lax.slice_in_dim(up, start, start + w + 2 * r, axis=d)
+                ux = _d1(strip, d, w, r, ck1, 1.0 / h)
+                uxx = _d2(strip, d, w, r, c0, ck2, 1.0 / h**2)
+                psi = b * psi + a * ux
+                psi_x = _d1(_pad_axis(psi, d, r, False), d, w, r, ck1, 1.0 / h)
+                zeta = b * zeta + a * (uxx + psi_x)
+                new_mem.append((psi, zeta))
+                lap = lap + _embed(psi_x + zeta, d, n, low)
+        u_next = 2.0 * u - u_prev + v2dt2 * lap
+        u_next = u_next.reshape(-1).at[src_idx].add(src_amp * f).reshape(shape)
+        return (u, u_next, tuple(new_mem)), u
+
+    return step
+
+
+def _strip_shape(shape, d, w):
+    s = list(shape)
+    s[d] = w
+    return tuple(s)
+
+
+def _simulate(plan: PropagationPlan, v, sources, receivers, wavelets, max_vel, pml_freq):
+    """Jitted core: ``v [shape]`` -> records ``[n_shots, n_rec, nt]`` (and snapshots)."""
+    dtype = v.dtype
+    ndim = plan.ndim
+    dt = plan.dt_internal
+    nt_i = plan.nt_internal
+    shape = plan.padded_shape
+    lo = np.array([p[0] for p in plan.pml])
+
+    vp = jnp.pad(v, plan.pml, mode="edge")
+    v2dt2 = (vp * dt) ** 2
+    if plan.free_surface:
+        v2dt2 = v2dt2.at[0].set(0.0)  # keeps u = 0 on the surface row
+    pml_coefs = []
+    mem0 = []
+    for d in range(ndim):
+        for side, w in enumerate(plan.pml[d]):
+            if w == 0:
+                continue
+            a, b = cpml_coefficients(w, plan.spacing[d], dt, max_vel, pml_freq, dtype=dtype)
+            if side == 1:
+                a, b = a[::-1], b[::-1]
+            bshape = [1] * ndim
+            bshape[d] = w
+            pml_coefs.append((a.reshape(bshape), b.reshape(bshape)))
+            z = jnp.zeros(_strip_shape(shape, d, w), dtype)
+            mem0.append((z, z))
+    mem0 = tuple(mem0)
+
+    def flat(locs):
+        idx = locs + lo
+        return jnp.ravel_multi_index(tuple(idx[..., k] for k in range(ndim)), shape, mode="clip")
+
+    src_idx = flat(sources)  # [S, ns]
+    rec_idx = flat(receivers)  # [S, nr]
+    src_amp = v2dt2.reshape(-1)[src_idx] / math.prod(plan.spacing)  # [S, ns]
+    w_int = upsample(wavelets.astype(dtype), plan.substeps)  # [S, nt_i]
+    step = _make_step(plan, v2dt2, pml_coefs)
+
+    seg = plan.checkpoint
+    snap = None if plan.snapshot_every is None else plan.snapshot_every * plan.substeps
+    if snap is not None:
+        seg = snap
+    if seg is None:
+        seg_len, n_seg = nt_i, 1
+    else:
+        seg_len = seg
+        n_seg = -(-nt_i // seg_len)
+
+    def one_shot(s_idx, s_amp, r_idx, w):
+        def inner(state, f):
+            state, u = step(state, f, s_idx, s_amp)
+            return state, u.reshape(-1)[r_idx]
+
+        def segment(state, fs):
+            state, recs = lax.scan(inner, state, fs)
+            return state, (recs, state[0] if snap is not None else None)
+
+        if plan.checkpoint is not None:
+            segment = jax.checkpoint(segment)
+        u0 = jnp.zeros(shape, dtype)
+        fs = jnp.pad(w, (0, n_seg * seg_len - nt_i)).reshape(n_seg, seg_len)
+        _, (recs, snaps) = lax.scan(segment, (u0, u0, mem0), fs)
+        recs = recs.reshape(n_seg * seg_len, -1)[:nt_i].T  # [nr, nt_i]
+        return recs, snaps
+
+    args = (src_idx, src_amp, rec_idx, w_int)
+    if plan.shot_batch is None or plan.shot_batch >= sources.shape[0]:
+        recs, snaps = jax.vmap(one_shot)(*args)
+    else:
+        recs, snaps = lax.map(jax.checkpoint(lambda a: one_shot(*a)), args, batch_size=plan.shot_batch)
+    recs = downsample(recs, plan.substeps)
+    if snaps is not None:
+        # state[0] after segment j is u at internal step (j+1)*snap - 1 ... keep the interior
+        crop = tuple(slice(p[0], p[0] + n) for p, n in zip(plan.pml, plan.shape))
+        snaps = snaps[(slice(None), slice(None)) + crop]
+    return recs, snaps
+
+
+_simulate_jit = jax.jit(_simulate, static_argnums=0)
+
+
+def forward(
+    v,
+    dx,
+    survey: Survey,
+    accuracy: int = 8,
+    pml_width=20,
+    free_surface: bool = False,
+    *,
+    pml_freq: float | None = None,
+    max_vel: float | None = None,
+    checkpoint=None,
+    shot_batch: int | None = None,
+    snapshot_every: int | None = None,
+    cfl: str = "subdivide",
+    substeps: int | None = None,
+    return_plan: bool = False,
+):
+    """Model receiver data for every shot of a survey.
+
+    Args:
+      v: velocity, m/s: ``[nz]``, ``[nz, nx]`` or ``[nz, ny, nx]`` (float32, or float64 with x64).
+      dx: cell size, m (one number, or one per axis).
+      survey: :class:`jaxfwi.Survey` (grid-index locations, wavelets, ``dt``).
+      accuracy: spatial order of the Laplacian: 2, 4, 6 or 8.
+      pml_width: C-PML width in cells: one int, or ``2 * ndim`` ints
+        ``[axis0 low, axis0 high, axis1 low, ...]`` (2-D: top, bottom, left, right).
+      free_surface: pressure-free top (row 0) instead of a PML there.
+      pml_freq: reference frequency of the C-PML, Hz (default: the wavelet's peak frequency).
+      max_vel: largest velocity, m/s; required when ``v`` is traced (under ``jit``/``vmap``) since
+        the number of internal steps is static. Also sets the PML damping.
+      checkpoint: ``None`` (store every step for the gradient), an int ``k`` (store every k-th
+        internal step, recompute inside segments) or ``"sqrt"``.
+      shot_batch: propagate this many shots at a time (bounds memory; default all together).
+      snapshot_every: also return the wavefield every this many samples.
+      cfl: ``"subdivide"`` (default: internal steps when dt is unstable) or ``"error"``.
+      substeps: force the number of internal steps per sample.
+      return_plan: also return the :class:`PropagationPlan` (substeps etc.).
+
+    Returns:
+      ``d [n_shots, n_receivers, nt]`` (pressure samples at ``t = n dt``); with
+      ``snapshot_every`` a tuple ``(d, snapshots [n_shots, n_snap, *v.shape])`` where snapshot
+      ``j`` is the field at ``t = ((j + 1) * snapshot_every - 1) * dt``; with ``return_plan`` the
+      plan is appended.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxfwi
+      >>> v = jnp.full((40, 60), 2000.0)
+      >>> s = jaxfwi.Survey.surface_line(v.shape, 2, jaxfwi.ricker(10.0, 200, 0.002), 0.002)
+      >>> jaxfwi.forward(v, 10.0, s, accuracy=4, pml_width=10).shape
+      (2, 60, 200)
+    """
+    plan, max_vel = plan_propagation(
+        v, dx, survey, accuracy, pml_width, free_surface, max_vel=max_vel, checkpoint=checkpoint,
+        shot_batch=shot_batch, snapshot_every=snapshot_every, cfl=cfl, substeps=substeps,
+    )
+    if pml_freq is None:
+        w_np = _concrete(survey.wavelet)
+        if w_np is None:
+            raise ValueError("survey.wavelet is traced, so its peak frequency is unknown: pass pml_freq=<Hz>.")
+        pml_freq = peak_frequency(w_np, survey.dt)
+    dtype = jnp.result_type(v)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    v = jnp.asarray(v, dtype)
+    recs, snaps = _simulate_jit(
+        plan, v, survey.sources, survey.receivers, survey.wavelets(),
+        jnp.asarray(max_vel, dtype), jnp.asarray(pml_freq, dtype),
+    )
+    out = recs if snaps is None else (recs, snaps)
+    if return_plan:
+        return (out, plan) if snaps is None else (*out, plan)
+    return out
