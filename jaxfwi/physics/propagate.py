@@ -135,6 +135,8 @@ def stable_dt(accuracy: int, spacing, max_vel: float) -> float:
 
 def _concrete(x):
     """A numpy copy of ``x`` if its value is known (also under grad/jvp), else None."""
+    if not isinstance(x, jax.core.Tracer):
+        return np.asarray(x)
     try:
         return np.asarray(lax.stop_gradient(x))
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
@@ -525,7 +527,9 @@ def forward(
       free_surface: pressure-free top (row 0) instead of a PML there.
       pml_freq: reference frequency of the C-PML, Hz (default: the wavelet's peak frequency).
       max_vel: largest velocity, m/s; required when ``v`` is traced (under ``jit``/``vmap``) since
-        the number of internal steps is static. Also sets the PML damping.
+        the number of internal steps is static. Also sets the PML damping profile, which is a
+        constant for differentiation: no gradient flows through ``max(v)``. Pass a fixed
+        ``max_vel`` when comparing gradients with finite differences of ``v``.
       checkpoint: ``None`` (store every step for the gradient), an int ``k`` (store every k-th
         internal step, recompute inside segments) or ``"sqrt"``.
       shot_batch: propagate this many shots at a time (bounds memory; default all together).
