@@ -1,0 +1,118 @@
+"""Kernels of the named FWI methods (``jaxfwi.models.build`` names) on a survey.
+
+    lam = jaxfwi.kernels.eigenvalues(method, v_init, survey, dx, key=jax.random.key(0))
+
+``jaxfwi.physics`` and ``jaxfwi.models`` are imported lazily, so the generic
+machinery of this package works without them.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfwi.kernels.jacobian import DataSubsample, _subsampled, np_prod
+from jaxfwi.kernels.materialize import wave_kernel, wave_ntk, wave_ntk_factor
+from jaxfwi.kernels.spectra import eigenvalues_from_factor
+
+__all__ = [
+    "GRID_METHODS",
+    "make_forward",
+    "method_problem",
+    "method_kernel",
+    "eigenvalues",
+]
+
+#: methods whose representation is the grid itself (v = m0 + params): K_theta = identity,
+#: their wave-based NTK is the wave kernel J_m J_m^T.
+GRID_METHODS = ("adfwi", "adfwi-tv", "weci-fwi", "ms-fwi")
+
+
+def make_forward(survey, dx, *, max_vel: Optional[float] = None, **forward_kwargs) -> Callable:
+    """``G(v) = jaxfwi.forward(v, dx, survey, max_vel=max_vel, **forward_kwargs)``.
+
+    Pass ``max_vel`` (m/s) whenever G is differentiated or traced (jvp/vjp/jit/vmap),
+    so the CFL sub-step count is static.  ``pml_freq`` defaults to the peak frequency
+    of the (concrete) survey wavelet, computed here once so G can be traced.
+    """
+    from jaxfwi import forward
+    from jaxfwi.physics import peak_frequency
+
+    if forward_kwargs.get("pml_freq") is None:
+        forward_kwargs["pml_freq"] = peak_frequency(np.asarray(survey.wavelet), survey.dt)
+
+    def G(v):
+        return forward(v, dx, survey, max_vel=max_vel, **forward_kwargs)
+
+    return G
+
+
+def method_problem(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
+                   params: Any = None, model_overrides: Optional[dict] = None,
+                   max_vel: Optional[float] = None, **forward_kwargs
+                   ) -> Tuple[Callable, Optional[Callable], Any, jax.Array]:
+    """Build ``(G, represent, point, v0)`` for a named method at its initialisation.
+
+    ``represent`` is None for the grid methods (the point is then ``v0`` itself,
+    the wave kernel), else ``Parameterization.velocity`` with ``point = params``
+    (``build(method, v_init).init(key)`` unless ``params`` is given).
+    ``max_vel`` defaults to ``max(v0)`` (exact for linearisation at v0).
+    """
+    from jaxfwi import models
+
+    name = method.lower()
+    param = models.build(name, v_init, **(model_overrides or {}))
+    if params is None:
+        params = param.init(jax.random.key(0) if key is None else key)
+    v0 = param.velocity(params)
+    if max_vel is None:
+        max_vel = float(jnp.max(v0))
+    G = make_forward(survey, dx, max_vel=max_vel, **forward_kwargs)
+    if name in GRID_METHODS:
+        return G, None, v0, v0
+    return G, param.velocity, params, v0
+
+
+def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
+                  subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
+                  model_overrides: Optional[dict] = None, **forward_kwargs) -> jax.Array:
+    """The materialised wave-based NTK ``[n_data, n_data]`` of a named method at init
+    (the wave kernel ``J_m J_m^T`` for the grid methods)."""
+    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
+                                      model_overrides=model_overrides, **forward_kwargs)
+    if rep is None:
+        return wave_kernel(G, point, subsample=subsample, chunk=chunk)
+    return wave_ntk(G, rep, point, subsample=subsample, chunk=chunk)
+
+
+def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
+                subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
+                full: bool = True, model_overrides: Optional[dict] = None,
+                **forward_kwargs) -> jax.Array:
+    """Eigenvalues (descending) of the wave-based NTK of ``method`` at initialisation.
+
+    Args:
+      method: a ``jaxfwi.models.build`` name ("adfwi", "ifwi", "mpe-fwi", "ig-fwi", ...);
+        grid methods give the wave kernel ``J_m J_m^T``.
+      v_init: initial velocity (m/s), ``[nz]``, ``[nz, nx]`` or ``[nz, ny, nx]``.
+      survey, dx: as for ``jaxfwi.forward``.
+      key: initialisation key of the representation (default ``jax.random.key(0)``).
+      subsample: optional :class:`DataSubsample` of the data (time / receivers / shots).
+      chunk: products run vmapped per chunk (memory bound).
+      full: return all ``n_data`` eigenvalues (the kernel's size); beyond its rank
+        (<= min(n_data, n_model, n_params)) they are exactly zero.  ``False`` returns
+        only the first ``min(n_data, rank bound)``.
+      model_overrides: keyword overrides for ``jaxfwi.models.build``.
+      **forward_kwargs: ``accuracy``, ``pml_width``, ``free_surface``, ``max_vel``, ...
+
+    Computed exactly from a factor ``B`` (``Theta = B B^T``, see ``wave_ntk_factor``)
+    as ``svd(B)**2``; cost ``min(n_data, n_model)`` wave propagations.  For float64
+    run under ``with jax.enable_x64(True):`` with a float64 ``v_init``.
+    """
+    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
+                                      model_overrides=model_overrides, **forward_kwargs)
+    B = wave_ntk_factor(G, rep, point, subsample=subsample, chunk=chunk)
+    n = B.shape[0] if full else min(B.shape)
+    return eigenvalues_from_factor(B, n)
