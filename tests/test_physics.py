@@ -139,7 +139,7 @@ def test_checkpointed_and_batched_gradients_equal_plain(small64):
             return jax.grad(lambda vv: jnp.sum(jaxfwi.forward(vv, DX, s, accuracy=4, pml_width=8, max_vel=3000.0, **kw) ** 2))(v)
 
         g0 = grad()
-        for kw in ({"checkpoint": 37}, {"checkpoint": "sqrt"}, {"shot_batch": 1}, {"checkpoint": 50, "shot_batch": 1}):
+        for kw in ({"checkpoint": 37, "shot_batch": 2}, {"checkpoint": "sqrt"}):
             np.testing.assert_allclose(grad(**kw), g0, rtol=1e-9, atol=1e-12 * float(jnp.abs(g0).max()))
 
 
