@@ -259,3 +259,33 @@ def test_shallow_net_dynamics_and_views():
     E = K.frequency_bias([low + np.sin(2 * np.pi * 20 * t), 0.1 * low + np.sin(2 * np.pi * 20 * t)],
                          DT, [(0.0, 8.0), (15.0, 25.0)])
     assert E[1, 0] < 0.05 and abs(E[1, 1] - 1) < 0.05
+
+
+# --------------------------------------------------------------------------- named methods
+def test_eigenvalues_of_named_methods():
+    from jaxfwi import models
+
+    v, _ = problem_1d()
+    survey = jaxfwi.Survey([[[2]]], [[[1], [20]]], jaxfwi.ricker(12.0, NT, DT), DT)
+    fw = dict(accuracy=4, pml_width=10)
+    key = jax.random.key(4)
+    # grid method: the wave kernel J_m J_m^T at v_init
+    lam = K.eigenvalues("adfwi", v, survey, DX, key=key, **fw)
+    assert lam.shape == (2 * NT,) and lam.dtype == jnp.float64
+    assert np.all(np.diff(np.asarray(lam)) <= 0)
+    G = K.make_forward(survey, DX, max_vel=float(v.max()), **fw)
+    ref = K.eigvalsh_desc(K.wave_kernel(G, v))
+    n = int(np.sum(ref > 1e-9 * ref[0]))
+    np.testing.assert_allclose(lam[:n], ref[:n], rtol=1e-6)
+    # a neural method: J_m K_theta J_m^T of build(method, v_init) initialised with `key`
+    over = dict(width=16, depth=2)
+    lam_s = K.eigenvalues("ifwi", v, survey, DX, key=key, model_overrides=over, **fw)
+    par = models.build("ifwi", v, **over)
+    p0 = par.init(key)
+    Gs = K.make_forward(survey, DX, max_vel=float(par.velocity(p0).max()), **fw)
+    ref_s = K.eigvalsh_desc(K.wave_ntk(Gs, par.velocity, p0))
+    n = int(np.sum(ref_s > 1e-9 * ref_s[0]))
+    np.testing.assert_allclose(lam_s[:n], ref_s[:n], rtol=1e-6)
+    # shot / time sub-sampling is explicit
+    lam_sub = K.eigenvalues("adfwi", v, survey, DX, key=key, subsample=K.DataSubsample(time_step=2, shots=(0,)), **fw)
+    assert lam_sub.shape == (NT,)

@@ -7,6 +7,8 @@ machinery of this package works without them.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any, Callable, Optional, Tuple
 
 import jax
@@ -20,6 +22,7 @@ from jaxfwi.kernels.spectra import eigenvalues_from_factor
 __all__ = [
     "GRID_METHODS",
     "make_forward",
+    "select_shots",
     "method_problem",
     "method_kernel",
     "eigenvalues",
@@ -47,6 +50,15 @@ def make_forward(survey, dx, *, max_vel: Optional[float] = None, **forward_kwarg
         return forward(v, dx, survey, max_vel=max_vel, **forward_kwargs)
 
     return G
+
+
+def select_shots(survey, subsample: Optional[DataSubsample]):
+    """Apply the shot part of a sub-sample to the survey itself (cheaper than propagating
+    every shot and discarding some).  Returns ``(survey, remaining_subsample)``."""
+    if subsample is None or subsample.shots is None or not hasattr(survey, "select"):
+        return survey, subsample
+    survey = survey.select(np.asarray(subsample.shots))
+    return survey, dataclasses.replace(subsample, shots=None)
 
 
 def method_problem(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
@@ -80,6 +92,7 @@ def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] =
                   model_overrides: Optional[dict] = None, **forward_kwargs) -> jax.Array:
     """The materialised wave-based NTK ``[n_data, n_data]`` of a named method at init
     (the wave kernel ``J_m J_m^T`` for the grid methods)."""
+    survey, subsample = select_shots(survey, subsample)
     G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
                                       model_overrides=model_overrides, **forward_kwargs)
     if rep is None:
@@ -111,6 +124,7 @@ def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = N
     as ``svd(B)**2``; cost ``min(n_data, n_model)`` wave propagations.  For float64
     run under ``with jax.enable_x64(True):`` with a float64 ``v_init``.
     """
+    survey, subsample = select_shots(survey, subsample)
     G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
                                       model_overrides=model_overrides, **forward_kwargs)
     B = wave_ntk_factor(G, rep, point, subsample=subsample, chunk=chunk)
