@@ -414,6 +414,15 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
         shutil.rmtree(ck, ignore_errors=True)
         return rec
 
+    twin_of = {}
+    if len(todo) > 1 and _seed_independent(setup, [sc.seed for sc in todo]):
+        # identical initial params and data for every seed (e.g. grid methods on clean data, where the
+        # shot order of a full-batch epoch only changes float rounding): run the first seed only
+        log(f"  seeds {seeds} start from identical params and data: running seed {seeds[0]}, copying it")
+        twin_of = {sc.seed: todo[0] for sc in todo[1:]}
+        todo = todo[:1]
+        seeds = seeds[:1]
+        d_obs = d_obs[:1] if per_seed_data else d_obs
     if len(todo) > 1 and vmap_seeds:
         ck = root / ("ckpt_seeds-" + "-".join(str(s) for s in seeds))
         keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
@@ -435,10 +444,59 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
                                            history=_per_seed(res.history, i, len(todo)), status="ok", wall_s=wall,
                                            info=info, kw=kw, d_obs_seed=d_i, survey=survey, n_params=n_par))
             shutil.rmtree(ck, ignore_errors=True)
-            return records
+            return records + _copy_twins(root, twin_of, records)
     for i, sc in enumerate(todo):
         records.append(one(i, sc))
-    return records
+    return records + _copy_twins(root, twin_of, records)
+
+
+def _seed_independent(setup: Setup, seeds) -> bool:
+    """True when every seed would start from the same params and see the same data (the runs then
+    differ at most by the float rounding of the shot order within a full-batch epoch)."""
+    import jax  # noqa: PLC0415
+
+    from jaxfwi import models  # noqa: PLC0415
+
+    sc = setup.scenario
+    opts = _options(sc)
+    if sc.noise > 0 or opts.get("updates_per_epoch", 1) != 1 or opts.get("shot_batch") is not None:
+        return False
+    if sc.strategy != "denorm":
+        return False
+    build_opts = {k: v for k, v in opts.items() if k not in ("accuracy", "bounds", "multiscale", "misfit",
+                                                               "regularizer", "clip_norm", "shot_order")}
+    try:
+        param = models.build(sc.method, setup.v_init, **build_opts)
+    except (TypeError, ValueError):
+        return False
+    from jaxfwi.inversion.engine import _split  # noqa: PLC0415
+
+    p0 = param.init(_split(jax.random.key(seeds[0]))[0])
+    for s in seeds[1:]:
+        p1 = param.init(_split(jax.random.key(s))[0])
+        if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
+                   zip(jax.tree_util.tree_leaves(p0), jax.tree_util.tree_leaves(p1))):
+            return False
+    return True
+
+
+def _copy_twins(root: Path, twin_of: dict, records: list) -> list:
+    out = []
+    for seed, src_sc in twin_of.items():
+        src = root / f"seed{src_sc.seed}"
+        dst = root / f"seed{seed}"
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in ("velocity.npy", "history.json", "gather.npz"):
+            if (src / name).exists():
+                shutil.copyfile(src / name, dst / name)
+        with open(src / "metrics.json") as f:
+            rec = json.load(f)
+        rec["seed"] = seed
+        rec["scenario"]["seed"] = seed
+        rec["copied_from_seed"] = src_sc.seed
+        _atomic_json(dst / "metrics.json", rec)
+        out.append(rec)
+    return out
 
 
 def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, vmap_seeds: bool = True,
