@@ -90,8 +90,8 @@ def test_wave_ntk_equals_factors_and_identity_case():
     Jr = flat_jacobian_ref(represent, params)
     ref = Jm @ (Jr @ Jr.T) @ Jm.T
     scale = float(jnp.abs(ref).max())
-    for strategy in ("factored", "direct", "auto"):
-        Th = K.wave_ntk(G, represent, params, strategy=strategy, chunk=16)
+    for strategy in ("factored", "direct"):
+        Th = K.wave_ntk(G, represent, params, strategy=strategy)
         np.testing.assert_allclose(Th, ref, rtol=1e-9, atol=1e-10 * scale)
     # ComposedMap products agree with the dense kernel (jvp of vjp)
     cm = K.ComposedMap(G, represent, params)
@@ -175,8 +175,8 @@ def test_side_selection_rows_equal_columns():
     # through the wave propagator, with a data sub-sample (receiver and time decimation)
     v, G = problem_1d()
     sub = K.DataSubsample(time_step=3, receivers=(1,))
-    Jc = K.wave_jacobian(G, v, subsample=sub, mode="fwd", chunk=16)
-    Jr = K.wave_jacobian(G, v, subsample=sub, mode="rev", chunk=16)
+    Jc = K.wave_jacobian(G, v, subsample=sub, mode="fwd", chunk=7)
+    Jr = K.wave_jacobian(G, v, subsample=sub, mode="rev")
     assert Jc.shape == (len(range(0, NT, 3)), NZ)
     np.testing.assert_allclose(Jc, Jr, rtol=1e-9, atol=1e-12 * float(jnp.abs(Jc).max()))
     full = K.wave_jacobian(G, v, mode="fwd").reshape(1, 2, NT, NZ)
@@ -222,7 +222,7 @@ def test_shallow_net_dynamics_and_views():
     f_ref = jnp.tanh(x @ p0["w"] + p0["b"]) @ p0["a"] / math.sqrt(64)
     np.testing.assert_allclose(par.field(p0), f_ref, rtol=1e-12)
     # Frobenius statistics vmapped over seeds == per-seed loop
-    keys = jax.random.split(jax.random.key(1), 3)
+    keys = jax.random.split(jax.random.key(1), 2)
     norm = lambda p: K.wave_ntk_frobenius(G, par.velocity, p)  # noqa: E731
     st = K.init_norm_stats(norm, par.init, keys)
     loop = np.array([float(norm(par.init(k))) for k in keys])

@@ -137,9 +137,12 @@ class ComposedMap:
       params: the point theta to linearise at (pytree); for ``represent=None`` the
         velocity array ``m`` itself.
       subsample: optional :class:`DataSubsample` applied to G's output.
+      jit: compile each elementary product (with the linearisation point as an argument,
+        not a baked-in constant).  Default False: products run eagerly, which reuses the
+        propagator's compiled jvp / vjp across calls and ``ComposedMap`` instances; wrap a
+        composite yourself (``jax.jit(cm.ntk)``) when calling it many times.
 
-    All product methods take and return flat 1-D arrays and are jit-compiled with the
-    linearisation point as an argument (not a baked-in constant):
+    All product methods take and return flat 1-D arrays:
 
     ============  ==========================  =========================
     method        operator                    shapes
@@ -160,7 +163,7 @@ class ComposedMap:
     """
 
     def __init__(self, G: Callable, represent: Optional[Callable], params: Any,
-                 subsample: Optional[DataSubsample] = None):
+                 subsample: Optional[DataSubsample] = None, jit: bool = False):
         self.subsample = subsample
         Gs = _subsampled(G, subsample)
         if represent is None:
@@ -183,14 +186,15 @@ class ComposedMap:
         self.n_data = int(np_prod(self.d_shape))
 
         Gf, rf = self.G_flat, self.rep_flat
-        self._jm = jax.jit(lambda m, t: jvp_flat(Gf, m, t))
-        self._jmT = jax.jit(lambda m, u: vjp_flat(Gf, m, u))
+        wrap = jax.jit if jit else (lambda f: f)
+        self._jm = wrap(lambda m, t: jvp_flat(Gf, m, t))
+        self._jmT = wrap(lambda m, u: vjp_flat(Gf, m, u))
         if self.identity:
-            self._jrep = jax.jit(lambda th, t: t.astype(th.dtype))
-            self._jrepT = jax.jit(lambda th, u: u.astype(th.dtype))
+            self._jrep = wrap(lambda th, t: t.astype(th.dtype))
+            self._jrepT = wrap(lambda th, u: u.astype(th.dtype))
         else:
-            self._jrep = jax.jit(lambda th, t: jvp_flat(rf, th, t))
-            self._jrepT = jax.jit(lambda th, u: vjp_flat(rf, th, u))
+            self._jrep = wrap(lambda th, t: jvp_flat(rf, th, t))
+            self._jrepT = wrap(lambda th, u: vjp_flat(rf, th, u))
 
     # --- elementary products -------------------------------------------------
     def jm(self, t):

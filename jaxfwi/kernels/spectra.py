@@ -104,7 +104,8 @@ def _operator_dtype(dtype):
 def lanczos(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array] = None,
             v0=None, max_iter: Optional[int] = None, tol: float = 1e-8,
             check_every: int = 5, residuals: str = "exact", dtype=None,
-            jit: bool = True, verbose: bool = False) -> EigResult:
+            jit: bool = False, verbose: bool = False,
+            max_time: Optional[float] = None) -> EigResult:
     """Top-k eigenpairs of a symmetric PSD operator by Lanczos with full reorthogonalisation.
 
     Args:
@@ -118,6 +119,11 @@ def lanczos(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array] = None
         ``"estimate"`` returns the Lanczos estimates (equal in exact arithmetic).
       dtype: dtype fed to ``matvec`` (default float64 if x64 is on, else float32).
         The Krylov basis and the reorthogonalisation are kept in float64 numpy.
+      jit: wrap ``matvec`` in ``jax.jit`` (default False: call it as given; jit it yourself
+        when its eager dispatch is slow).
+      verbose: print progress at every convergence check.
+      max_time: wall-clock budget in seconds: stop after the first iteration past it
+        and return the current Ritz pairs (check ``residuals`` for convergence).
 
     Returns an :class:`EigResult`.
     """
@@ -158,7 +164,8 @@ def lanczos(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array] = None
         if b <= 1e-14 * max(abs(a), 1e-300) or m == n:
             break  # invariant subspace found
         Q[j + 1] = w / b
-        if m >= k and (m % check_every == 0):
+        out_of_time = max_time is not None and time.time() - t0 > max_time
+        if m >= k and (m % check_every == 0 or out_of_time):
             T = np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
             th, S = np.linalg.eigh(T)
             est = np.abs(b * S[-1, ::-1][:k])
@@ -167,6 +174,8 @@ def lanczos(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array] = None
                       f"({time.time() - t0:.1f}s)", flush=True)
             if np.all(est <= tol * abs(th[-1])):
                 break
+        if out_of_time:
+            break
     T = np.diag(alpha) + np.diag(beta[: m - 1], 1) + np.diag(beta[: m - 1], -1)
     th, S = np.linalg.eigh(T)
     th, S = th[::-1], S[:, ::-1]
