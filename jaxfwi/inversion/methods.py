@@ -1,0 +1,128 @@
+"""The papers' FWI methods by name: representation + misfit + regulariser + schedule defaults.
+
+=========  ===============================================================================
+method     defaults (CR-FWI settings, METHODS.md section 2)
+=========  ===============================================================================
+adfwi      Grid, l2, Adam lr 5 (m/s)
+adfwi-tv   Grid, l2 + isotropic TV, weight 2e-9 decayed x0.9 every 20 epochs, Adam lr 5
+weci-fwi   Grid, WECI misfit (envelope -> global correlation, logistic weight over the
+           iterations), Adam lr 5
+ms-fwi     Grid, l2 on data low-passed at 4, 6, ..., 14 Hz (epochs split evenly), Adam lr 5
+ifwi ...   the continuous representations (ifwi, winfwi, lr-fwi, mpe-fwi, ig-fwi, lrg-fwi):
+           l2, Adam lr 1e-4, static denormalisation v = m0 + 1000 m/s x F
+fad-fwi    U-Net on a GRF latent, l2, Adam lr 0.01; gnn-fwi: generator, l2, Adam lr 1e-3
+=========  ===============================================================================
+"""
+from __future__ import annotations
+
+import jax
+
+from jaxfwi import models
+from jaxfwi.inversion.engine import FORWARD_OPTIONS, fit, fit_seeds
+
+__all__ = ["METHOD_DEFAULTS", "method_defaults", "invert", "invert_seeds", "FIT_OPTIONS"]
+
+#: method-specific fit options (all others: l2, no regulariser, no multiscale)
+METHOD_DEFAULTS: dict[str, dict] = {
+    "adfwi-tv": {"regularizer": "tv"},
+    "weci-fwi": {"misfit": "weci"},
+    "ms-fwi": {"multiscale": True},
+}
+
+#: options of :func:`invert` passed on to :func:`fit`
+FIT_OPTIONS = ("optimizer", "learning_rate", "misfit", "regularizer", "shot_batch", "updates_per_epoch",
+               "shot_order", "multiscale", "clip_norm", "v_true", "checkpoint_dir", "checkpoint_every", "resume",
+               "progress", "params", "callback", "snapshot_params_every", "devices", "forward_kwargs")
+
+
+def _name(method: str) -> str:
+    name = str(method).strip().lower().replace("_", "-")
+    if name not in models.METHODS:
+        raise ValueError(f"unknown method {method!r}; valid names: {', '.join(models.METHODS)}")
+    return name
+
+
+def method_defaults(method: str) -> dict:
+    """The fit options a method uses by default: ``misfit``, ``regularizer``, ``multiscale``,
+    ``learning_rate`` (Adam)."""
+    name = _name(method)
+    out = {"misfit": "l2", "regularizer": None, "multiscale": None,
+           "learning_rate": models.default_learning_rate(name)}
+    out.update(METHOD_DEFAULTS.get(name, {}))
+    return out
+
+
+def _prepare(method, v_init, options):
+    name = _name(method)
+    options = dict(options)
+    fit_kw = {k: options.pop(k) for k in FIT_OPTIONS if k in options}
+    fwd = dict(fit_kw.pop("forward_kwargs", None) or {})
+    for k in FORWARD_OPTIONS:
+        if k in options:
+            fwd[k] = options.pop(k)
+    pretrain = options.pop("pretrain", None)
+    pretrain_lr = options.pop("pretrain_lr", 1e-3)
+    param = models.build(name, v_init, **options)  # the rest: representation / denormalisation settings
+    kw = method_defaults(name)
+    if "optimizer" in fit_kw:
+        kw.pop("learning_rate")
+    kw.update(fit_kw)
+    kw["forward_kwargs"] = fwd
+    return name, param, kw, pretrain, pretrain_lr
+
+
+def invert(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300, key=None, **options):
+    """Full-waveform inversion with one of the papers' methods.
+
+    ``result = jaxfwi.invert(d_obs, survey, dx, v_init, method="ig-fwi", epochs=300,
+    key=jax.random.key(0))``; ``result.velocity`` is the final ``[nz, nx]`` model (m/s),
+    ``result.history["loss"]`` the per-epoch loss.
+
+    Args:
+      d_obs: observed data ``[n_shots, n_receivers, nt]``.
+      survey: the :class:`jaxfwi.Survey` that recorded it.
+      dx: grid spacing, m.
+      v_init: initial model ``[nz, nx]`` m/s (``m0`` of the denormalisation).
+      method: ``adfwi``, ``adfwi-tv``, ``weci-fwi``, ``ms-fwi``, ``ifwi``, ``winfwi``, ``lr-fwi``,
+        ``mpe-fwi``, ``ig-fwi``, ``lrg-fwi``, ``fad-fwi``, ``gnn-fwi`` (see :data:`METHOD_DEFAULTS`).
+      epochs: number of epochs.
+      key: JAX random key (default ``jax.random.key(0)``).
+      **options:
+        - fit options (override the method's defaults): ``learning_rate``, ``optimizer``,
+          ``misfit``, ``regularizer``, ``multiscale``, ``shot_batch``, ``updates_per_epoch``,
+          ``shot_order``, ``clip_norm``, ``v_true``, ``checkpoint_dir``, ``checkpoint_every``,
+          ``resume``, ``progress``, ``params``, ``callback``, ``snapshot_params_every``, ``devices``;
+        - forward options: ``accuracy`` (8), ``pml_width`` (20), ``free_surface`` (False),
+          ``max_vel``, ``pml_freq``, ``checkpoint``, ``cfl``, ``substeps`` (or ``forward_kwargs=``);
+        - ``pretrain=steps`` (and ``pretrain_lr``): fit the network to ``v_init`` first (L1,
+          Adam), the Denorm paper's pretraining strategy (pair with ``mode="none"``);
+        - anything else goes to :func:`jaxfwi.models.build` (``scale``, ``mode``, ``bounds``,
+          ``clip``, and module settings such as ``width``).
+
+    Returns:
+      :class:`~jaxfwi.inversion.InversionResult`.
+    """
+    name, param, kw, pretrain, pretrain_lr = _prepare(method, v_init, options)
+    key = jax.random.key(0) if key is None else key
+    if pretrain and kw.get("params") is None:
+        from jaxfwi.inversion.engine import _as_key, _split
+        k_init, _ = _split(_as_key(key))
+        kw["params"] = param.pretrain(param.init(k_init), steps=int(pretrain), lr=float(pretrain_lr))
+    return fit(param, d_obs, survey, dx, epochs=epochs, key=key, method=name, **kw)
+
+
+def invert_seeds(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300, keys=None,
+                 **options):
+    """:func:`invert` for several seeds at once (one vmapped program, see
+    :func:`~jaxfwi.inversion.fit_seeds`): ``keys = jax.random.split(key, n)``; ``d_obs`` shared
+    or ``[n_seeds, n_shots, n_receivers, nt]``. Returns stacked params / velocities / histories."""
+    if keys is None:
+        raise ValueError("invert_seeds: pass keys=jax.random.split(jax.random.key(0), n_seeds).")
+    name, param, kw, pretrain, pretrain_lr = _prepare(method, v_init, options)
+    if pretrain and kw.get("params") is None:
+        from jaxfwi.inversion.engine import _as_key, _split
+        k_init, _ = jax.vmap(_split)(_as_key(keys, "keys"))
+        kw["params"] = jax.vmap(lambda k: param.pretrain(param.init(k), steps=int(pretrain),
+                                                         lr=float(pretrain_lr)))(k_init)
+    kw.pop("method", None)
+    return fit_seeds(param, d_obs, survey, dx, keys=keys, epochs=epochs, method=name, **kw)

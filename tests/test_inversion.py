@@ -1,0 +1,343 @@
+"""Tests of jaxfwi.inversion: recovery, checkpoints/resume, multi-seed vmap, sharding, NaN, invert().
+
+One tiny problem is shared by all tests (16 x 32 cells at 20 m, 3 shots on the free
+surface, receivers at the surface and near the bottom, 8 Hz, 200 samples, accuracy 4,
+PML 6). The epoch function is compiled once per (parameterisation, settings): the
+resume, NaN and multi-seed loop runs reuse the compilations of the recovery tests
+(the learning rate lives in the optimizer state, the epoch count is traced).
+The multi-device test runs in a subprocess with 4 forced CPU devices, started at
+module setup so that it overlaps the other tests.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxfwi
+from jaxfwi import models
+from jaxfwi.inversion import NonFiniteLossError, fit, fit_seeds, invert, load_checkpoint
+from jaxfwi.metrics import mse
+
+NZ, NX, DX = 16, 32, 20.0
+NT, DT, F0, NSHOTS = 200, 0.002, 8.0, 3
+FK = dict(accuracy=4, pml_width=6, free_surface=True)
+EPOCHS = 60
+#: learning rate per method, and the measured final/initial model-MSE ratio after EPOCHS
+#: epochs (asserted with margin): adfwi 0.25, ifwi 0.29, ig-fwi 0.16
+RECOVERY = {"adfwi": (20.0, 0.45), "ifwi": (1e-4, 0.5), "ig-fwi": (3e-4, 0.35)}
+
+
+def _survey(nshots=NSHOTS, nt=NT):
+    w = jaxfwi.ricker(F0, nt, DT)
+    xs = np.round(np.linspace(2, NX - 3, nshots)).astype(int)
+    src = [[[1, x]] for x in xs]
+    rec = [[1, x] for x in range(NX)] + [[NZ - 2, x] for x in range(NX)]
+    return jaxfwi.Survey(src, [rec] * nshots, w, DT)
+
+
+@pytest.fixture(scope="module")
+def problem():
+    v_true = np.full((NZ, NX), 2000.0, np.float32)
+    v_true[5:] = 2300.0
+    v_true[10:] = 2700.0
+    v_init = np.broadcast_to(np.linspace(2000.0, 2700.0, NZ, dtype=np.float32)[:, None], (NZ, NX)).copy()
+    survey = _survey()
+    d_obs = jaxfwi.forward(v_true, DX, survey, **FK)
+    return dict(v_true=v_true, v_init=v_init, survey=survey, d_obs=d_obs)
+
+
+@pytest.fixture(scope="module")
+def params_of(problem):
+    """One Parameterization object per method, shared so compiled steps are reused."""
+    cache = {}
+
+    def get(method):
+        if method not in cache:
+            cache[method] = models.build(method, problem["v_init"])
+        return cache[method]
+
+    return get
+
+
+def _fit(problem, param, **kw):
+    kw.setdefault("epochs", 10)
+    kw.setdefault("key", jax.random.key(0))
+    kw.setdefault("progress", False)
+    return fit(param, problem["d_obs"], problem["survey"], DX, v_true=problem["v_true"], forward_kwargs=FK, **kw)
+
+
+# --------------------------------------------------------------------------- multi-device (subprocess)
+
+_SHARDED_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, json
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, jax.numpy as jnp, numpy as np
+    import jaxfwi
+    from jaxfwi import models
+    from jaxfwi.inversion import fit, fit_seeds, make_loss
+    assert len(jax.devices()) == 4, jax.devices()
+    nz, nx, dx, nt, dt = 12, 24, 20.0, 120, 0.002
+    w = jaxfwi.ricker(8.0, nt, dt)
+    survey = jaxfwi.Survey.surface_line((nz, nx), 3, w, dt)  # 3 shots: padded to 4 on 4 devices
+    v_true = np.full((nz, nx), 2000.0, np.float32); v_true[6:] = 2400.0
+    v_init = np.full((nz, nx), 2100.0, np.float32)
+    fk = dict(accuracy=2, pml_width=3, free_surface=True)
+    d_obs = jaxfwi.forward(v_true, dx, survey, **fk)
+    param = models.build("adfwi", v_init)
+    p0 = param.init(jax.random.key(0))
+    p0 = jax.tree_util.tree_map(lambda x: x + 30.0 * jnp.sin(jnp.arange(x.size).reshape(x.shape)), p0)
+    out = {}
+    for n in (1, 4):
+        loss = make_loss(param, survey, dx, forward_kwargs=fk, devices=n)
+        l, g = jax.jit(jax.value_and_grad(loss))(p0, d_obs)
+        r = fit(param, d_obs, survey, dx, epochs=3, key=jax.random.key(1), learning_rate=10.0, forward_kwargs=fk,
+                progress=False, devices=n)
+        out[n] = (float(l), np.asarray(g["net"]["field"]), r.history["loss"], r.velocity)
+    # gradient accumulation over 3 one-shot batches, one update per epoch, on one device
+    acc = fit(param, d_obs, survey, dx, epochs=3, key=jax.random.key(1), learning_rate=10.0, forward_kwargs=fk,
+              progress=False, devices=1, shot_batch=1, shot_order="cyclic")
+    l1, g1, h1, v1 = out[1]
+    l4, g4, h4, v4 = out[4]
+    gs = np.abs(g1).max()
+    res = dict(loss_rel=abs(l4 - l1) / abs(l1), grad_rel=float(np.abs(g4 - g1).max() / gs),
+               hist_rel=float(np.max(np.abs(h4 - h1) / np.abs(h1))), vel_abs=float(np.abs(v4 - v1).max()),
+               grad_nonzero=bool(gs > 0), acc_hist_rel=float(np.max(np.abs(acc.history["loss"] - h1) / np.abs(h1))),
+               acc_vel_abs=float(np.abs(acc.velocity - v1).max()))
+    # two seeds vmapped over the 4-device mesh = the single-device seed runs
+    keys = jax.random.split(jax.random.key(2), 2)
+    d2 = jnp.stack([d_obs, 1.01 * d_obs])  # one data set per seed
+    many = fit_seeds(param, d2, survey, dx, keys=keys, epochs=2, learning_rate=10.0, forward_kwargs=fk,
+                     progress=False, devices=4)
+    one = fit(param, d2[1], survey, dx, key=keys[1], epochs=2, learning_rate=10.0, forward_kwargs=fk,
+              progress=False, devices=1)
+    res["seeds_mesh_rel"] = float(np.max(np.abs(many.history["loss"][1] - one.history["loss"])
+                                         / np.abs(one.history["loss"])))
+    # the method schedules inside the compiled epoch: WECI weight, TV decay, multiscale bands
+    sch = fit(param, d_obs, survey, dx, epochs=4, key=jax.random.key(1), learning_rate=10.0, forward_kwargs=fk,
+              progress=False, devices=1, misfit="weci", regularizer="tv", multiscale=[4.0, 8.0])
+    res["sched_finite"] = bool(np.all(np.isfinite(sch.history["loss"])))
+    res["sched_bands"] = sch.history["band_hz"].tolist()
+    res["sched_reg_positive"] = bool(np.all(sch.history["regularizer"] > 0))
+    print("RESULT " + json.dumps(res))
+    """
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sharded_run():
+    """Start the 4-device subprocess at module setup; the test at the end collects it."""
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.Popen([sys.executable, "-c", _SHARDED_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+@pytest.mark.parametrize("method", list(RECOVERY))
+def test_recovers_layered_model(problem, params_of, method):
+    lr, factor = RECOVERY[method]
+    r = _fit(problem, params_of(method), epochs=EPOCHS, learning_rate=lr)
+    m0 = float(mse(problem["v_init"], problem["v_true"]))
+    h = r.history
+    assert h["loss"].shape == (EPOCHS,) and h["mse"].shape == (EPOCHS,) and h["ssim"].shape == (EPOCHS,)
+    assert np.all(np.isfinite(h["loss"]))
+    assert h["loss"][-1] < 0.05 * h["loss"][0]
+    assert r.velocity.shape == (NZ, NX)
+    ratio = r.metrics["mse"] / m0
+    assert ratio < factor, f"{method}: model MSE ratio {ratio:.3f} (expected < {factor})"
+    assert r.metrics["mse"] == pytest.approx(float(h["mse"][-1]), rel=1e-4)
+    assert h["ssim"][-1] > h["ssim"][0]
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+class _Kill(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(problem, params_of, tmp_path):
+    param = params_of("adfwi")
+    kw = dict(epochs=8, learning_rate=20.0, key=jax.random.key(3))
+    full = _fit(problem, param, **kw)
+
+    def kill_at_5(done, params):
+        if done == 5:
+            raise _Kill()
+
+    d = tmp_path / "ckpt"
+    with pytest.raises(_Kill):
+        _fit(problem, param, checkpoint_dir=d, checkpoint_every=3, callback=kill_at_5, **kw)
+    with np.load(d / "checkpoint.npz") as z:
+        assert int(z["epochs_done"]) == 3
+    resumed = _fit(problem, param, checkpoint_dir=d, checkpoint_every=3, **kw)
+    assert resumed.epochs == 8
+    np.testing.assert_array_equal(resumed.velocity, full.velocity)
+    for k in ("loss", "misfit", "grad_norm", "mse"):
+        np.testing.assert_array_equal(resumed.history[k], full.history[k])
+    # a resumed run with other settings is refused
+    with pytest.raises(ValueError, match="other settings"):
+        _fit(problem, param, checkpoint_dir=d, **dict(kw, epochs=9))
+
+
+def test_snapshots_and_callback(problem, params_of):
+    seen = []
+    r = _fit(problem, params_of("adfwi"), epochs=4, learning_rate=20.0, snapshot_params_every=2,
+             callback=lambda e, p: seen.append(e))
+    assert seen == [0, 1, 2, 3, 4]
+    assert [e for e, _ in r.snapshots] == [0, 2, 4]
+    np.testing.assert_array_equal(r.snapshots[-1][1]["net"]["field"], np.asarray(r.params["net"]["field"]))
+    # returning True stops early
+    r2 = _fit(problem, params_of("adfwi"), epochs=4, learning_rate=20.0, callback=lambda e, p: e == 2)
+    assert r2.epochs == 2 and r2.history["loss"].shape == (2,)
+    np.testing.assert_array_equal(r2.history["loss"], r.history["loss"][:2])
+
+
+# --------------------------------------------------------------------------- NaN
+
+
+def test_nonfinite_loss_raises_and_keeps_checkpoint(problem, params_of, tmp_path):
+    param = params_of("adfwi")
+    d = tmp_path / "nan"
+    # an absurd step drives the velocity far beyond max_vel: the time stepping blows up
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at epoch (\d+)") as info:
+        _fit(problem, param, epochs=10, learning_rate=1e6, checkpoint_dir=d, checkpoint_every=1)
+    e = info.value.epoch
+    assert 1 <= e < 10
+    assert len(info.value.history["loss"]) == e
+    assert np.all(np.isfinite(info.value.history["loss"]))
+    assert str(d) in str(info.value)
+    with np.load(d / "checkpoint.npz") as z:
+        assert int(z["epochs_done"]) == e
+        assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("state_"))
+
+
+# --------------------------------------------------------------------------- multi-seed
+
+
+def test_multiseed_vmap_equals_loop(problem, params_of):
+    param = params_of("ifwi")
+    keys = jax.random.split(jax.random.key(7), 2)
+    kw = dict(epochs=4, learning_rate=1e-4)
+    many = fit_seeds(param, problem["d_obs"], problem["survey"], DX, keys=keys, v_true=problem["v_true"],
+                     forward_kwargs=FK, progress=False, **kw)
+    assert many.velocity.shape == (2, NZ, NX)
+    assert many.history["loss"].shape == (2, 4)
+    assert not np.allclose(many.velocity[0], many.velocity[1])
+    for i in range(2):
+        one = _fit(problem, param, key=keys[i], **kw)
+        # equal up to float32 rounding (batched vs unbatched matmuls in the SIREN)
+        np.testing.assert_allclose(many.velocity[i], one.velocity, rtol=0, atol=1e-2)
+        np.testing.assert_allclose(many.history["loss"][i], one.history["loss"], rtol=2e-5)
+        np.testing.assert_allclose(many.history["mse"][i], one.history["mse"], rtol=2e-5)
+        assert many.metrics[i]["mse"] == pytest.approx(one.metrics["mse"], rel=2e-5)
+
+
+# --------------------------------------------------------------------------- invert()
+
+
+def test_invert_exact_call(problem):
+    # a one-shot, 60-sample cut of the shared data (records are causal, so this is the data of
+    # the shorter survey); invert uses its defaults (accuracy 8, PML 20, no free surface)
+    s = problem["survey"]
+    survey = jaxfwi.Survey(s.sources[:1], s.receivers[:1], s.wavelet[:60], s.dt)
+    d_obs = problem["d_obs"][:1, :, :60]
+    dx, v_init = DX, problem["v_init"]
+    result = jaxfwi.inversion.invert(d_obs, survey, dx, v_init, method="ig-fwi", epochs=300,
+                                     key=jax.random.key(0))
+    assert result.velocity.shape == (NZ, NX)
+    assert np.all(np.isfinite(result.velocity))
+    assert len(result.history["loss"]) == 300
+    assert result.history["loss"][-1] < 0.5 * result.history["loss"][0]
+
+
+def test_invert_method_defaults():
+    from jaxfwi.inversion import method_defaults
+    assert method_defaults("adfwi")["learning_rate"] == 5.0
+    assert method_defaults("ADFWI-TV")["regularizer"] == "tv"
+    assert method_defaults("weci_fwi")["misfit"] == "weci"
+    assert method_defaults("ms-fwi")["multiscale"] is True
+    assert method_defaults("ig-fwi")["learning_rate"] == 1e-4
+    with pytest.raises(ValueError, match="unknown method"):
+        method_defaults("nope")
+
+
+def test_method_objectives_and_options():
+    from jaxfwi import objectives, signal
+    from jaxfwi.inversion import methods, objective
+
+    rng = np.random.default_rng(0)
+    a, b = (jnp.asarray(rng.normal(size=(4, 100)), jnp.float32) for _ in range(2))
+    m = objective.resolve_misfit("weci")
+    for it in (0, 50, 99):
+        want = objectives.weci(a, b, objectives.weci_weight(it, 100))
+        np.testing.assert_allclose(m(a, b, it, 100), want, rtol=1e-6)
+    np.testing.assert_allclose(objective.resolve_misfit("l2")(a, b, 0, 1), objectives.l2(a, b), rtol=1e-6)
+    v = jnp.asarray(2000.0 + 100.0 * rng.normal(size=(12, 20)), jnp.float32)
+    tv = objective.resolve_regularizer("tv")
+    for ep in (0, 19, 20, 45):
+        w = 2e-9 * 0.9 ** (ep // 20)
+        np.testing.assert_allclose(tv(v, ep), objectives.total_variation(v, w, w), rtol=1e-5)
+    assert [objective.band_index(e, 12, 6) for e in range(12)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert objective.resolve_bands(True, 0.002) == (4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
+    np.testing.assert_allclose(objective.apply_band(a, 2, (4.0, 6.0, 8.0), 0.002), signal.lowpass(a, 8.0, 0.002),
+                               rtol=1e-5, atol=1e-6)
+    v_init = np.full((12, 20), 2000.0, np.float32)
+    name, param, kw, _, _ = methods._prepare("MS_FWI", v_init, dict(accuracy=4, v_true=v_init))
+    assert name == "ms-fwi" and kw["multiscale"] is True and kw["learning_rate"] == 5.0
+    assert kw["forward_kwargs"] == {"accuracy": 4} and "v_true" in kw
+    _, param, kw, _, _ = methods._prepare("ifwi", v_init, dict(width=8, optimizer=None))
+    assert param.module.width == 8 and "learning_rate" not in kw
+
+
+def test_bad_input_messages(problem, params_of):
+    param = params_of("adfwi")
+    with pytest.raises(ValueError, match="d_obs has shape"):
+        fit(param, problem["d_obs"][:2], problem["survey"], DX, epochs=1, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="updates_per_epoch"):
+        fit(param, problem["d_obs"], problem["survey"], DX, epochs=1, key=jax.random.key(0), shot_batch=1,
+            updates_per_epoch=2, forward_kwargs=FK)
+    with pytest.raises(ValueError, match="key is required"):
+        fit(param, problem["d_obs"], problem["survey"], DX, epochs=1, key=None)
+    with pytest.raises(ValueError, match="unknown option"):
+        fit(param, problem["d_obs"], problem["survey"], DX, epochs=1, key=jax.random.key(0),
+            forward_kwargs={"acuracy": 4})
+
+
+# --------------------------------------------------------------------------- sharding
+
+
+def test_sharded_equals_single_device_and_schedules(sharded_run):
+    out, err = sharded_run.communicate(timeout=300)
+    assert sharded_run.returncode == 0, err[-3000:]
+    line = [ln for ln in out.splitlines() if ln.startswith("RESULT ")][-1]
+    import json
+    res = json.loads(line[len("RESULT "):])
+    assert res["grad_nonzero"]
+    assert res["loss_rel"] < 1e-5, res
+    assert res["grad_rel"] < 1e-5, res
+    assert res["hist_rel"] < 1e-5, res
+    assert res["vel_abs"] < 1e-2, res
+    # one-shot mini-batches with gradient accumulation = the full-batch update
+    assert res["acc_hist_rel"] < 1e-5, res
+    assert res["acc_vel_abs"] < 1e-2, res
+    # vmapped seeds on the mesh = one seed on one device
+    assert res["seeds_mesh_rel"] < 1e-5, res
+    # WECI + TV + multiscale compiled together: finite, bands split evenly over the epochs
+    assert res["sched_finite"] and res["sched_reg_positive"], res
+    assert res["sched_bands"] == [4.0, 4.0, 8.0, 8.0], res
