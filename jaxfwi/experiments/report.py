@@ -81,7 +81,13 @@ def summarize(records: Iterable[dict]) -> list[dict]:
         for m in METRICS:
             row[f"{m}_mean"], row[f"{m}_std"] = _stats([r["final"].get(m) for r in ok])
             row[f"initial_{m}"] = recs[0]["initial"].get(m)
-        tpe = [r["time_per_epoch_s"] for r in recs if r.get("time_per_epoch_s")]
+        runs = [r for r in recs if r.get("copied_from_seed") is None]
+        tpe = []
+        for r in runs:
+            if r.get("time_per_epoch_s"):
+                # older records stored the epoch time of the whole vmapped group
+                tpe.append(r["time_per_epoch_s"] / (1 if "n_together" in r else len(runs)))
+        row["n_copied"] = len(recs) - len(runs)
         row["s_per_epoch"] = float(np.median(tpe)) if tpe else None
         row["n_params"] = recs[0].get("n_params")
         eff = recs[0].get("effective", {})
@@ -95,7 +101,18 @@ def summarize(records: Iterable[dict]) -> list[dict]:
             row[f"paper_{m}_source"] = v[1] if v else None
         row["paths"] = [r["path"] for r in recs]
         rows.append(row)
-    return rows
+    return sorted(rows, key=_row_order)
+
+
+_INIT_ORDER = ("smooth", "linear", "constant", "profile")
+
+
+def _row_order(row):
+    init = row["init"]
+    kind = next((i for i, k in enumerate(_INIT_ORDER) if init.startswith(k)), len(_INIT_ORDER))
+    cond = row["condition"]
+    return (row["model"], row["epochs"], row["lr_scale"], cond != "clean", cond, kind, init,
+            _method_key(row["method"]))
 
 
 def _block_key(row):
@@ -131,7 +148,9 @@ def _markdown(rows, title, notes, figures) -> str:
         lines += [notes.strip(), ""]
     lines += ["MSE in (km/s)^2, MAE in km/s, PSNR in dB; mean ± std over seeds; **bold** = best of the block. "
               "Published values (in brackets or the `paper` columns) are for the paper's full-size grid and "
-              "schedule; ours may be reduced (see the grid and epochs columns).", ""]
+              "schedule; ours may be reduced (see the grid and epochs columns). † = the seeds start from "
+              "identical params and data (grid methods on noise-free data): one run, copied to the other seeds. "
+              "s/epoch = wall seconds per epoch of one run after compilation (seeds run together share it).", ""]
 
     # --- Table-1 style pivot per model
     models = OrderedDict()
@@ -196,6 +215,8 @@ def _markdown(rows, title, notes, figures) -> str:
                 v = r[f"paper_{m}"]
                 pubs.append("" if v is None else f"{v:.{DIGITS[m] if v >= 1e-3 else 6}g} ({r[f'paper_{m}_source']})")
             name = r["method"] + (f" ({r['n_diverged']}/{len(r['seeds'])} diverged)" if r["n_diverged"] else "")
+            if r.get("n_copied"):
+                name += " †"
             spe = "" if r["s_per_epoch"] is None else f"{r['s_per_epoch']:.2f}"
             npar = "" if r["n_params"] is None else f"{r['n_params'] / 1000:.1f}K"
             lines.append(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(pubs) + f" | {spe} | {npar} |")
@@ -208,7 +229,7 @@ def _markdown(rows, title, notes, figures) -> str:
 
 
 CSV_FIELDS = ["model", "init", "condition", "method", "epochs", "lr_scale", "grid", "f_peak_hz", "n_seeds", "n_ok",
-              "n_diverged"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + \
+              "n_diverged", "n_copied"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")] + \
              [f"initial_{m}" for m in METRICS] + ["paper_mse", "paper_ssim", "paper_psnr", "paper_source",
                                                   "s_per_epoch", "n_params", "dir_name"]
 

@@ -333,7 +333,7 @@ def _mid_gather(setup, survey, v, kw):
 
 
 def _write_seed(root: Path, setup: Setup, sc: Scenario, *, velocity, history, status, wall_s, info, kw, d_obs_seed,
-                survey, n_params, error=None):
+                survey, n_params, error=None, together=1):
     from jaxfwi import metrics  # noqa: PLC0415
 
     sd = root / f"seed{sc.seed}"
@@ -352,6 +352,8 @@ def _write_seed(root: Path, setup: Setup, sc: Scenario, *, velocity, history, st
     _atomic_json(sd / "history.json", history)
     times = history.get("time", [])
     per_epoch = float(np.median(times[1:])) if len(times) > 1 else (float(times[0]) if times else None)
+    if per_epoch is not None:
+        per_epoch /= together  # seeds run in one vmapped program share the epoch time
     rec = {
         "scenario": sc.settings(with_seed=True), "dir_name": sc.dir_name, "seed": sc.seed,
         "labels": {"model": sc.model_label, "init": sc.init_label, "condition": sc.condition,
@@ -360,7 +362,7 @@ def _write_seed(root: Path, setup: Setup, sc: Scenario, *, velocity, history, st
         "final": {k: _float(v) for k, v in final_m.items()} if final_m else {k: None for k in METRICS},
         "initial": {k: _float(v) for k, v in init_m.items()},
         "epochs_done": len(history.get("epoch", [])),
-        "wall_s": wall_s, "time_per_epoch_s": per_epoch, "n_params": n_params,
+        "wall_s": wall_s, "time_per_epoch_s": per_epoch, "n_together": together, "n_params": n_params,
         "effective": {**info, "learning_rate": kw.get("learning_rate"), "bounds": setup.bounds,
                       "max_vel": kw.get("max_vel"), "f_peak_hz": setup.preset.f_peak, "dt": setup.preset.dt,
                       "nt": setup.preset.nt, "shape": list(setup.preset.shape), "dx": setup.preset.dx,
@@ -442,7 +444,8 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
                 d_i = d_obs[i] if per_seed_data else d_obs
                 records.append(_write_seed(root, setup, sc, velocity=res.velocity[i],
                                            history=_per_seed(res.history, i, len(todo)), status="ok", wall_s=wall,
-                                           info=info, kw=kw, d_obs_seed=d_i, survey=survey, n_params=n_par))
+                                           info=info, kw=kw, d_obs_seed=d_i, survey=survey, n_params=n_par,
+                                           together=len(todo)))
             shutil.rmtree(ck, ignore_errors=True)
             return records + _copy_twins(root, twin_of, records)
     for i, sc in enumerate(todo):
