@@ -53,11 +53,13 @@ import numpy as np
 from jax import lax
 
 from jaxfwi.physics import stencils
+from jaxfwi.physics.laplacian import laplacian
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.survey import Survey
 from jaxfwi.physics.wavelets import downsample, peak_frequency, upsample
 
 CFL_SAFETY = 0.98  # fraction of the von Neumann limit used when subdividing
+SCAN_UNROLL = 2  # time steps per loop iteration: lets XLA alternate the two wavefield buffers without copies
 
 
 class SubstepWarning(UserWarning):
@@ -361,21 +363,24 @@ def _d1(up, axis, n, r, ck, inv_h):
     return acc * inv_h
 
 
-def _interior_except(up, axis, r, shape):
-    """Slice a fully padded array to the interior along every axis but ``axis``."""
-    for d, n in enumerate(shape):
-        if d != axis:
-            up = lax.slice_in_dim(up, r, r + n, axis=d)
-    return up
+def _strip_with_halo(u, axis, start, w, r):
+    """``u`` along ``axis`` over ``[start - r, start + w + r)`` with zero ghost cells outside the grid."""
+    n = u.shape[axis]
+    lo, hi = start - r, start + w + r
+    x = lax.slice_in_dim(u, max(lo, 0), min(hi, n), axis=axis)
+    cfg = [(0, 0, 0)] * u.ndim
+    cfg[axis] = (max(-lo, 0), max(hi - n, 0), 0)
+    return lax.pad(x, jnp.zeros((), u.dtype), cfg)
 
 
 def _make_step(plan: PropagationPlan, v2dt2, pml_coefs):
     """The single-shot leapfrog step ``(state, f, src_idx, src_amp) -> (state, u)``.
 
-    The Laplacian runs over the whole grid from one zero-padded copy of ``u``;
-    the C-PML memory terms are computed only in the absorbing strips and added
-    in place (``dynamic_update_slice``), so the absorbing layers cost a small
-    fraction of a step.
+    The Laplacian over the whole grid is the self-adjoint primitive of
+    :mod:`jaxfwi.physics.laplacian` (cheap in reverse mode); the C-PML memory
+    terms are computed only in the absorbing strips and added in place
+    (``dynamic_update_slice``), so the absorbing layers cost a small fraction
+    of a step.
     """
     c0, ck2 = stencils.d2_coefficients(plan.accuracy)
     ck1 = stencils.d1_coefficients(plan.accuracy)
@@ -387,11 +392,7 @@ def _make_step(plan: PropagationPlan, v2dt2, pml_coefs):
 
     def step(state, f, src_idx, src_amp):
         u_prev, u, mem = state
-        up = _pad_axis(u, 0, r, plan.free_surface)
-        if ndim > 1:
-            up = jnp.pad(up, [(0, 0)] + [(r, r)] * (ndim - 1))
-        along = [_interior_except(up, d, r, shape) for d in range(ndim)]
-        lap = sum(_d2(along[d], d, shape[d], r, c0, ck2, inv_h2[d]) for d in range(ndim))
+        lap = laplacian(u, plan.spacing, plan.accuracy, plan.free_surface)
         u_next = 2.0 * u - u_prev + v2dt2 * lap
         new_mem = []
         mi = 0
@@ -404,7 +405,7 @@ def _make_step(plan: PropagationPlan, v2dt2, pml_coefs):
                 psi, zeta = mem[mi]
                 mi += 1
                 start = 0 if side == 0 else n - w
-                strip = lax.slice_in_dim(along[d], start, start + w + 2 * r, axis=d)
+                strip = _strip_with_halo(u, d, start, w, r)
                 ux = _d1(strip, d, w, r, ck1, inv_h[d])
                 uxx = _d2(strip, d, w, r, c0, ck2, inv_h2[d])
                 psi = b * psi + a * ux
@@ -483,7 +484,7 @@ def _simulate(plan: PropagationPlan, v, sources, receivers, wavelets, max_vel, p
             return state, u.reshape(-1)[r_idx]
 
         def segment(state, fs):
-            state, recs = lax.scan(inner, state, fs)
+            state, recs = lax.scan(inner, state, fs, unroll=SCAN_UNROLL)
             return state, (recs, state[0] if snap is not None else None)
 
         if plan.checkpoint is not None:
