@@ -34,9 +34,14 @@ deepwave does), with band-limited (Fourier) resampling of the wavelets and the
 records; ``cfl="error"`` raises instead. The plan, including ``substeps``, is
 returned by :func:`plan_propagation` and by ``forward(..., return_plan=True)``.
 
-**Memory.** Reverse-mode autodiff through the ``lax.scan`` stores one field
-per internal time step. ``checkpoint=k`` (or ``"sqrt"``) stores only the state
-at every k-th step and recomputes the segments during the backward pass;
+**Gradients.** ``jax.grad``/``jax.vjp`` run a hand-written discrete adjoint
+(the transpose of the linearised time loop, :mod:`jaxfwi.physics._core`): the
+forward loop stores the state at the start of every segment of
+``checkpoint`` steps (default ``sqrt(nt)``), and the adjoint recomputes each
+segment before stepping the adjoint wave equation back through it, so memory
+is bounded by ``~2 sqrt(nt)`` wavefields per shot. ``jax.jvp`` uses ordinary
+forward-mode autodiff of the loop. For the plain loop (e.g. snapshots),
+``checkpoint=k`` wraps segments of k steps in ``jax.checkpoint``;
 Shots run one after another by default (one shot's fields stay in cache,
 which is fastest on CPU); ``shot_batch=B`` vmaps B shots together (better
 on GPUs).
@@ -53,13 +58,11 @@ import numpy as np
 from jax import lax
 
 from jaxfwi.physics import stencils
-from jaxfwi.physics.laplacian import laplacian
-from jaxfwi.physics.pml import cpml_coefficients
+from jaxfwi.physics._core import simulate_jit
 from jaxfwi.physics.survey import Survey
-from jaxfwi.physics.wavelets import downsample, peak_frequency, upsample
+from jaxfwi.physics.wavelets import peak_frequency
 
 CFL_SAFETY = 0.98  # fraction of the von Neumann limit used when subdividing
-SCAN_UNROLL = 2  # time steps per loop iteration: lets XLA alternate the two wavefield buffers without copies
 
 
 class SubstepWarning(UserWarning):
@@ -328,188 +331,6 @@ def plan_propagation(
     return plan, max_vel
 
 
-# ----------------------------------------------------------------------------
-# the time step
-# ----------------------------------------------------------------------------
-
-def _pad_axis(u, axis, r, odd_low):
-    """Pad ``u`` by ``r`` ghost cells on both ends of ``axis``: zeros (Dirichlet) or,
-    at the low end when ``odd_low``, the odd mirror image (free surface on index 0)."""
-    zshape = list(u.shape)
-    zshape[axis] = r
-    high = jnp.zeros(zshape, u.dtype)
-    if odd_low:
-        low = -jnp.flip(lax.slice_in_dim(u, 1, r + 1, axis=axis), axis)
-    else:
-        low = high
-    return jnp.concatenate([low, u, high], axis=axis)
-
-
-def _d2(up, axis, n, r, c0, ck, inv_h2):
-    """Second derivative along ``axis`` at the ``n`` centre points of a padded array."""
-    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
-    acc = c0 * sl(0)
-    for k, c in enumerate(ck, start=1):
-        acc = acc + c * (sl(k) + sl(-k))
-    return acc * inv_h2
-
-
-def _d1(up, axis, n, r, ck, inv_h):
-    """First derivative along ``axis`` at the ``n`` centre points of a padded array."""
-    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
-    acc = ck[0] * (sl(1) - sl(-1))
-    for k, c in enumerate(ck[1:], start=2):
-        acc = acc + c * (sl(k) - sl(-k))
-    return acc * inv_h
-
-
-def _strip_with_halo(u, axis, start, w, r):
-    """``u`` along ``axis`` over ``[start - r, start + w + r)`` with zero ghost cells outside the grid."""
-    n = u.shape[axis]
-    lo, hi = start - r, start + w + r
-    x = lax.slice_in_dim(u, max(lo, 0), min(hi, n), axis=axis)
-    cfg = [(0, 0, 0)] * u.ndim
-    cfg[axis] = (max(-lo, 0), max(hi - n, 0), 0)
-    return lax.pad(x, jnp.zeros((), u.dtype), cfg)
-
-
-def _make_step(plan: PropagationPlan, v2dt2, pml_coefs):
-    """The single-shot leapfrog step ``(state, f, src_idx, src_amp) -> (state, u)``.
-
-    The Laplacian over the whole grid is the self-adjoint primitive of
-    :mod:`jaxfwi.physics.laplacian` (cheap in reverse mode); the C-PML memory
-    terms are computed only in the absorbing strips and added in place
-    (``dynamic_update_slice``), so the absorbing layers cost a small fraction
-    of a step.
-    """
-    c0, ck2 = stencils.d2_coefficients(plan.accuracy)
-    ck1 = stencils.d1_coefficients(plan.accuracy)
-    r = plan.accuracy // 2
-    shape = plan.padded_shape
-    ndim = plan.ndim
-    inv_h = [1.0 / h for h in plan.spacing]
-    inv_h2 = [1.0 / h**2 for h in plan.spacing]
-
-    def step(state, f, src_idx, src_amp):
-        u_prev, u, mem = state
-        lap = laplacian(u, plan.spacing, plan.accuracy, plan.free_surface)
-        u_next = 2.0 * u - u_prev + v2dt2 * lap
-        new_mem = []
-        mi = 0
-        for d in range(ndim):
-            n = shape[d]
-            for side, w in enumerate(plan.pml[d]):
-                if w == 0:
-                    continue
-                a, b = pml_coefs[mi]
-                psi, zeta = mem[mi]
-                mi += 1
-                start = 0 if side == 0 else n - w
-                strip = _strip_with_halo(u, d, start, w, r)
-                ux = _d1(strip, d, w, r, ck1, inv_h[d])
-                uxx = _d2(strip, d, w, r, c0, ck2, inv_h2[d])
-                psi = b * psi + a * ux
-                psi_x = _d1(_pad_axis(psi, d, r, False), d, w, r, ck1, inv_h[d])
-                zeta = b * zeta + a * (uxx + psi_x)
-                new_mem.append((psi, zeta))
-                idx = [0] * ndim
-                idx[d] = start
-                cur = lax.dynamic_slice(u_next, idx, psi.shape)
-                v2s = lax.dynamic_slice(v2dt2, idx, psi.shape)
-                u_next = lax.dynamic_update_slice(u_next, cur + v2s * (psi_x + zeta), idx)
-        u_next = u_next.reshape(-1).at[src_idx].add(src_amp * f).reshape(shape)
-        return (u, u_next, tuple(new_mem)), u
-
-    return step
-
-
-def _strip_shape(shape, d, w):
-    s = list(shape)
-    s[d] = w
-    return tuple(s)
-
-
-def _simulate(plan: PropagationPlan, v, sources, receivers, wavelets, max_vel, pml_freq):
-    """Jitted core: ``v [shape]`` -> records ``[n_shots, n_rec, nt]`` (and snapshots)."""
-    dtype = v.dtype
-    ndim = plan.ndim
-    dt = plan.dt_internal
-    nt_i = plan.nt_internal
-    shape = plan.padded_shape
-    lo = np.array([p[0] for p in plan.pml])
-
-    vp = jnp.pad(v, plan.pml, mode="edge")
-    v2dt2 = (vp * dt) ** 2
-    if plan.free_surface:
-        v2dt2 = v2dt2.at[0].set(0.0)  # keeps u = 0 on the surface row
-    pml_coefs = []
-    mem0 = []
-    for d in range(ndim):
-        for side, w in enumerate(plan.pml[d]):
-            if w == 0:
-                continue
-            a, b = cpml_coefficients(w, plan.spacing[d], dt, max_vel, pml_freq, dtype=dtype)
-            if side == 1:
-                a, b = a[::-1], b[::-1]
-            bshape = [1] * ndim
-            bshape[d] = w
-            pml_coefs.append((a.reshape(bshape), b.reshape(bshape)))
-            z = jnp.zeros(_strip_shape(shape, d, w), dtype)
-            mem0.append((z, z))
-    mem0 = tuple(mem0)
-
-    def flat(locs):
-        idx = locs + lo
-        return jnp.ravel_multi_index(tuple(idx[..., k] for k in range(ndim)), shape, mode="clip")
-
-    src_idx = flat(sources)  # [S, ns]
-    rec_idx = flat(receivers)  # [S, nr]
-    src_amp = v2dt2.reshape(-1)[src_idx] / math.prod(plan.spacing)  # [S, ns]
-    w_int = upsample(wavelets.astype(dtype), plan.substeps)  # [S, nt_i]
-    step = _make_step(plan, v2dt2, pml_coefs)
-
-    seg = plan.checkpoint
-    snap = None if plan.snapshot_every is None else plan.snapshot_every * plan.substeps
-    if snap is not None:
-        seg = snap
-    if seg is None:
-        seg_len, n_seg = nt_i, 1
-    else:
-        seg_len = seg
-        n_seg = -(-nt_i // seg_len)
-
-    def one_shot(s_idx, s_amp, r_idx, w):
-        def inner(state, f):
-            state, u = step(state, f, s_idx, s_amp)
-            return state, u.reshape(-1)[r_idx]
-
-        def segment(state, fs):
-            state, recs = lax.scan(inner, state, fs, unroll=SCAN_UNROLL)
-            return state, (recs, state[0] if snap is not None else None)
-
-        if plan.checkpoint is not None:
-            segment = jax.checkpoint(segment)
-        u0 = jnp.zeros(shape, dtype)
-        fs = jnp.pad(w, (0, n_seg * seg_len - nt_i)).reshape(n_seg, seg_len)
-        _, (recs, snaps) = lax.scan(segment, (u0, u0, mem0), fs)
-        recs = recs.reshape(n_seg * seg_len, -1)[:nt_i].T  # [nr, nt_i]
-        return recs, snaps
-
-    args = (src_idx, src_amp, rec_idx, w_int)
-    batch = plan.shot_batch or 1
-    if batch >= sources.shape[0]:
-        recs, snaps = jax.vmap(one_shot)(*args)
-    else:
-        recs, snaps = lax.map(lambda a: one_shot(*a), args, batch_size=batch)
-    recs = downsample(recs, plan.substeps)
-    if snaps is not None:
-        # state[0] after segment j is u at internal step (j+1)*snap - 1 ... keep the interior
-        crop = tuple(slice(p[0], p[0] + n) for p, n in zip(plan.pml, plan.shape))
-        snaps = snaps[(slice(None), slice(None)) + crop]
-    return recs, snaps
-
-
-_simulate_jit = jax.jit(_simulate, static_argnums=0)
 
 
 def forward(
@@ -579,7 +400,7 @@ def forward(
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     v = jnp.asarray(v, dtype)
-    recs, snaps = _simulate_jit(
+    recs, snaps = simulate_jit(
         plan, v, survey.sources, survey.receivers, survey.wavelets(),
         jnp.asarray(max_vel, dtype), jnp.asarray(pml_freq, dtype),
     )
