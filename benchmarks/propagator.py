@@ -1,0 +1,179 @@
+"""Propagator benchmark: the CR-FWI Marmousi-size and BP-size cases.
+
+For each case and mode (forward; forward + gradient without / with checkpointing) it reports
+compile time, median run time, grid-point updates per second (internal steps x padded cells x
+shots / time) and the peak RSS of a fresh process. When ``deepwave`` (and torch) are
+importable, the same cases run with deepwave and the ratio is printed.
+
+    python benchmarks/propagator.py                 # Marmousi case, all modes
+    python benchmarks/propagator.py --case bp       # BP-size case
+    python benchmarks/propagator.py --quick         # small smoke run
+
+Each measurement runs in its own subprocess so peak memory is per configuration. Writes
+``benchmarks/out/propagator.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CASES = {
+    # name: (nz, nx, n_shots, nt, dt, f0, dx)
+    "marmousi": (94, 288, 13, 1000, 0.0019, 8.0, 15.0),
+    "bp": (188, 500, 20, 2000, 0.0019, 8.0, 15.0),
+    "quick": (40, 80, 3, 300, 0.0019, 8.0, 15.0),
+}
+
+
+def _model(nz, nx):
+    import numpy as np
+
+    return np.broadcast_to(np.linspace(1500.0, 4500.0, nz, dtype=np.float32)[:, None], (nz, nx)).copy()
+
+
+def run_jax(case, mode, repeats, checkpoint, shot_batch):
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    import jaxfwi
+
+    warnings.simplefilter("ignore")
+    nz, nx, ns, nt, dt, f0, dx = CASES[case]
+    v = jnp.asarray(_model(nz, nx))
+    w = jaxfwi.ricker(f0, nt, dt)
+    s = jaxfwi.Survey.surface_line((nz, nx), ns, w, dt)
+    kw = dict(accuracy=8, pml_width=20, checkpoint=checkpoint, shot_batch=shot_batch, max_vel=4500.0)
+    _, plan = jaxfwi.forward(v, dx, s, return_plan=True, **{**kw, "checkpoint": None})
+    if mode == "forward":
+        fn = jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
+    else:
+        d_obs = np.zeros((ns, s.n_receivers, nt), np.float32)
+        fn = jax.jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jaxfwi.forward(vv, dx, s, **kw) - d_obs) ** 2)))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(v))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(v))
+        times.append(time.perf_counter() - t0)
+    cells = (nz + 40) * (nx + 40)
+    return dict(code="jaxfwi", case=case, mode=mode, checkpoint=str(checkpoint), shot_batch=shot_batch,
+                substeps=plan.substeps, compile_s=compile_s - float(np.median(times)), median_s=float(np.median(times)),
+                gpts_per_s=plan.nt_internal * cells * ns / float(np.median(times)),
+                device=str(jax.devices()[0].platform))
+
+
+def run_deepwave(case, mode, repeats):
+    import numpy as np
+    import torch
+    import deepwave
+
+    torch.set_num_threads(2)
+    nz, nx, ns, nt, dt, f0, dx = CASES[case]
+    v = torch.tensor(_model(nz, nx), requires_grad=(mode != "forward"))
+    w = deepwave.wavelets.ricker(f0, nt, dt, 1.5 / f0).reshape(1, 1, -1).repeat(ns, 1, 1)
+    xs = np.round(np.linspace(0, nx - 1, ns)).astype(int)
+    src = torch.zeros(ns, 1, 2, dtype=torch.long)
+    src[:, 0, 0] = 1
+    src[:, 0, 1] = torch.tensor(xs)
+    rec = torch.zeros(ns, nx, 2, dtype=torch.long)
+    rec[:, :, 0] = 1
+    rec[:, :, 1] = torch.arange(nx)
+
+    def once():
+        out = deepwave.scalar(v, dx, dt, source_amplitudes=w, source_locations=src, receiver_locations=rec,
+                              accuracy=8, pml_width=20, pml_freq=f0)[-1]
+        if mode != "forward":
+            (0.5 * (out**2).sum()).backward()
+
+    once()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    return dict(code="deepwave", case=case, mode=mode, checkpoint="-", shot_batch=None, substeps=None,
+                compile_s=0.0, median_s=float(np.median(times)), gpts_per_s=None, device="cpu")
+
+
+def _child(args):
+    if args.code == "jaxfwi":
+        cp = None if args.checkpoint == "None" else ("sqrt" if args.checkpoint == "sqrt" else int(args.checkpoint))
+        row = run_jax(args.case, args.mode, args.repeats, cp, args.shot_batch)
+    else:
+        row = run_deepwave(args.case, args.mode, args.repeats)
+    row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print("ROW " + json.dumps(row), flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", default="marmousi", choices=sorted(CASES))
+    p.add_argument("--quick", action="store_true", help="the small 'quick' case, 1 repeat")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--shot-batch", type=int, default=None)
+    p.add_argument("--modes", nargs="+", default=["forward", "grad", "grad-ckpt"])
+    p.add_argument("--no-deepwave", action="store_true")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "propagator.json"))
+    # child-process arguments
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--code", default="jaxfwi", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="forward", help=argparse.SUPPRESS)
+    p.add_argument("--checkpoint", default="None", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        return _child(args)
+    if args.quick:
+        args.case, args.repeats = "quick", 1
+    jobs = []
+    for m in args.modes:
+        mode = "forward" if m == "forward" else "grad"
+        jobs.append(("jaxfwi", mode, "sqrt" if m == "grad-ckpt" else "None"))
+    try:
+        import deepwave  # noqa: F401
+        have_dw = not args.no_deepwave
+    except ImportError:
+        have_dw = False
+        print("deepwave not importable: jaxfwi only (pip install torch deepwave for the comparison)")
+    if have_dw:
+        jobs += [("deepwave", "forward", "-"), ("deepwave", "grad", "-")]
+    rows = []
+    for code, mode, cp in jobs:
+        cmd = [sys.executable, __file__, "--child", "--code", code, "--mode", mode, "--checkpoint", cp,
+               "--case", args.case, "--repeats", str(args.repeats)]
+        if args.shot_batch:
+            cmd += ["--shot-batch", str(args.shot_batch)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+        if not line:
+            print(f"{code} {mode} failed:\n{out.stderr[-2000:]}")
+            continue
+        rows.append(json.loads(line[0][4:]))
+        r = rows[-1]
+        print(f"{r['code']:9s} {r['mode']:8s} ckpt={r['checkpoint']:5s} compile {r['compile_s']:6.2f} s  "
+              f"run {r['median_s']:7.3f} s  peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+    dw = {r["mode"]: r for r in rows if r["code"] == "deepwave"}
+    print(f"\n| code | mode | checkpoint | substeps | compile (s) | median run (s) | Mgpts/s | peak RSS (GiB) | vs deepwave |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        ratio = f"{r['median_s'] / dw[r['mode']]['median_s']:.2f}x" if r["mode"] in dw else "-"
+        gp = f"{r['gpts_per_s'] / 1e6:.0f}" if r["gpts_per_s"] else "-"
+        print(f"| {r['code']} | {r['mode']} | {r['checkpoint']} | {r['substeps']} | {r['compile_s']:.2f} | "
+              f"{r['median_s']:.3f} | {gp} | {r['peak_rss_gib']:.2f} | {ratio} |")
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"case": args.case, "rows": rows}, f, indent=1)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
