@@ -11,7 +11,9 @@ from jaxfwi.physics import (  # noqa: F401
     plan_propagation,
     ricker,
 )
-from jaxfwi import datasets, metrics, objectives, signal  # noqa: F401
+from jaxfwi import datasets, kernels, metrics, models, objectives, signal  # noqa: F401
+from jaxfwi import inversion  # noqa: F401
+from jaxfwi.inversion import fit, fit_seeds, invert, invert_seeds  # noqa: F401
 from jaxfwi.datasets import default_model, get_preset, load_benchmark  # noqa: F401
 from jaxfwi.metrics import all_metrics  # noqa: F401
 from jaxfwi.objectives import get_misfit  # noqa: F401

@@ -1,4 +1,4 @@
-"""Command-line interface: ``jaxfwi forward | invert | kernels``.
+"""Command-line interface: ``jaxfwi forward | invert | kernels | run | report``.
 
 Every subcommand works out of the box on the built-in default model
 (:func:`jaxfwi.datasets.synthetic.default_model`); ``--model path.npy`` uses
@@ -162,6 +162,11 @@ def main(argv=None):
     p.add_argument("--methods", nargs="+", default=["adfwi", "mpe-fwi", "ig-fwi", "ifwi"], help="methods to compare")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_kernels)
+
+    from jaxfwi.experiments.cli import add_report_parser, add_run_parser
+
+    add_run_parser(sub)
+    add_report_parser(sub)
 
     args = parser.parse_args(argv)
     args.func(args)
