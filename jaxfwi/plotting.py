@@ -32,7 +32,7 @@ def plot_models(models: dict, dx: float, path, vmin=None, vmax=None, title=None)
     lo = min(a.min() for a in arrs.values()) if vmin is None else vmin / 1000
     hi = max(a.max() for a in arrs.values()) if vmax is None else vmax / 1000
     n = len(arrs)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.6 * n, 3.2), squeeze=False, constrained_layout=True)
     for ax, (name, a) in zip(axes[0], arrs.items()):
         im = ax.imshow(a, extent=_extent(a.shape, dx), cmap="jet", vmin=lo, vmax=hi, aspect="auto")
         ax.set_title(name)
