@@ -9,6 +9,7 @@ Presets (CR-FWI App. B.2 for ``marmousi``; METHODS.md section 5):
               free surface, PML 20, accuracy 8
     reduced   the same survey coarsened by 2: 47 x 144, 30 m, 13 shots, 4 Hz, dt 3.8 ms, nt 500
     quick     24 x 72, 60 m, 5 shots, 2 Hz, dt 4 ms, nt 250, free surface, PML 10, accuracy 4
+    tiny      16 x 48, 20 m, 3 shots, 8 Hz, dt 2 ms, nt 200, free surface, PML 6, accuracy 4 (test size)
 
 The true model is ``--model PATH`` (an ``.npy`` velocity in m/s, resampled to the preset
 grid) when given and present, else ``/work/shared/data/marmousi/marmousi_94x288.npy`` if it
@@ -50,6 +51,8 @@ PRESETS = {
                     free_surface=True, pml_width=20, accuracy=8),
     "quick": dict(shape=(24, 72), dx=60.0, n_shots=5, src_spacing=15, f0=2.0, dt=0.004, nt=250,
                   free_surface=True, pml_width=10, accuracy=4),
+    "tiny": dict(shape=(16, 48), dx=20.0, n_shots=3, src_spacing=20, f0=8.0, dt=0.002, nt=200,
+                 free_surface=True, pml_width=6, accuracy=4),
 }
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -375,6 +374,7 @@ def _meta(cfg: _Config, *, n_seeds, epochs, key_data, d_shape, data_per_seed, sh
         "updates_per_epoch": cfg.updates,
         "shot_order": shot_order,
         "clip_norm": cfg.clip_norm,
+        "metrics": cfg.with_metrics,
         "forward": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(fk.items())},
     }
 
@@ -548,7 +548,7 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
     bsz, nb, u = _batch_layout(survey.n_shots, shot_batch, updates_per_epoch, _shard.n_devices(mesh))
     cfg = _Config(
         param=param, optimizer=opt, misfit=_obj.resolve_misfit(misfit),
-        regularizer=_obj.resolve_regularizer(regularizer), dx=dx_t,
+        regularizer=_obj.resolve_regularizer(regularizer, spacing=dx_t), dx=dx_t,
         fwd=tuple(sorted(fk.items())), n_shots=survey.n_shots, batch=bsz, n_batches=nb, updates=u,
         shuffle=(shot_order == "random"), bands=_obj.resolve_bands(multiscale, survey.dt), dt=survey.dt,
         clip_norm=clip_norm, mesh=mesh, with_metrics=v_true is not None,
@@ -704,7 +704,7 @@ def make_loss(param, survey: Survey, dx, *, misfit="l2", regularizer=None, multi
     bsz, _, _ = _batch_layout(survey.n_shots, None, 1, _shard.n_devices(mesh))
     dx_t = (float(dx),) * len(param.shape) if np.ndim(dx) == 0 else tuple(float(h) for h in dx)
     cfg = _Config(param=param, optimizer=None, misfit=_obj.resolve_misfit(misfit),
-                  regularizer=_obj.resolve_regularizer(regularizer), dx=dx_t, fwd=tuple(sorted(fk.items())),
+                  regularizer=_obj.resolve_regularizer(regularizer, spacing=dx_t), dx=dx_t, fwd=tuple(sorted(fk.items())),
                   n_shots=survey.n_shots, batch=bsz, n_batches=1, updates=1, shuffle=False,
                   bands=_obj.resolve_bands(multiscale, survey.dt), dt=survey.dt, clip_norm=None, mesh=mesh,
                   with_metrics=False, with_ssim=False)

@@ -4,7 +4,8 @@
 method     defaults (CR-FWI settings, METHODS.md section 2)
 =========  ===============================================================================
 adfwi      Grid, l2, Adam lr 5 (m/s)
-adfwi-tv   Grid, l2 + isotropic TV, weight 2e-9 decayed x0.9 every 20 epochs, Adam lr 5
+adfwi-tv   Grid, l2 + ADFWI's first-order TV (sum a |D v| / h_km, both axes), weight
+           a = 2e-9 decayed x0.9 every 20 epochs, Adam lr 5
 weci-fwi   Grid, WECI misfit (envelope -> global correlation, logistic weight over the
            iterations), Adam lr 5
 ms-fwi     Grid, l2 on data low-passed at 4, 6, ..., 14 Hz (epochs split evenly), Adam lr 5

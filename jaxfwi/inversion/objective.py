@@ -100,8 +100,9 @@ class Regularizer:
       fn: ``fn(v)`` (kind ``"plain"``) or ``fn(v, epoch)`` (kind ``"epoch"``); unused for
         ``"tv"``.
       kind: ``"plain"``, ``"epoch"`` or ``"tv"``.
-      tv: for ``"tv"``: ``(alpha0, step_size, gamma, isotropic)``; the weight is
-        ``alpha0 * gamma ** (epoch // step_size)`` for both axes (ADFWI-TV).
+      tv: for ``"tv"``: ``(alpha0, step_size, gamma, isotropic, wz, wx)``; the weights are
+        ``alpha0 * gamma ** (epoch // step_size)`` times ``wz`` / ``wx`` (ADFWI-TV, see
+        :func:`tv_regularizer`).
       name: label.
     """
     fn: Optional[Callable] = None
@@ -111,31 +112,46 @@ class Regularizer:
 
     def __call__(self, v, epoch):
         if self.kind == "tv":
-            alpha0, step, gamma, iso = self.tv
+            alpha0, step, gamma, iso, wz, wx = self.tv
             a = objectives.tv_weight_schedule(epoch, alpha0, step, gamma)
-            return objectives.total_variation(v, a, a, isotropic=iso)
+            return objectives.total_variation(v, a * wz, a * wx, isotropic=iso)
         if self.kind == "epoch":
             return self.fn(v, epoch)
         return self.fn(v)
 
 
-def tv_regularizer(alpha0: float = 2e-9, step_size: int = 20, gamma: float = 0.9,
-                   isotropic: bool = True) -> Regularizer:
-    """ADFWI-TV's regulariser: ``total_variation(v, a, a)`` with the step-decayed weight
-    ``a = alpha0 * gamma ** (epoch // step_size)`` (CR-FWI: 2e-9, 20, 0.9).
+def tv_regularizer(alpha0: float = 2e-9, step_size: int = 20, gamma: float = 0.9, isotropic: bool = False,
+                   spacing=None) -> Regularizer:
+    """ADFWI-TV's regulariser with the step-decayed weight ``a = alpha0 * gamma ** (epoch // step_size)``
+    (CR-FWI: 2e-9, 20, 0.9).
 
-    See :func:`jaxfwi.objectives.total_variation` for where the weight enters (inside the
-    square root for the isotropic form, linearly for the anisotropic one)."""
+    Default (``isotropic=False``), ADFWI's first-order TV::
+
+        a * sum(|v[i, j+1] - v[i, j]| / dx_km) + a * sum(|v[i+1, j] - v[i, j]| / dz_km)
+
+    with ``v`` in m/s and the grid spacing in km when ``spacing=(dz, dx)`` (m) is given
+    (:func:`fit` passes the model's spacing for ``regularizer="tv"``), else per cell.
+    ``isotropic=True`` uses the isotropic form of :func:`jaxfwi.objectives.total_variation`
+    (weights inside the square root). The balance with the data misfit depends on the data's
+    amplitude units: compare ``history["regularizer"]`` with ``history["misfit"]``."""
     if not alpha0 >= 0:
         raise ValueError(f"tv_regularizer: alpha0={alpha0!r} must be >= 0.")
     if int(step_size) < 1:
         raise ValueError(f"tv_regularizer: step_size={step_size!r} must be a positive number of epochs.")
-    return Regularizer(None, "tv", (float(alpha0), int(step_size), float(gamma), bool(isotropic)), "tv")
+    if spacing is None:
+        wz = wx = 1.0
+    else:
+        dz, dx = (float(h) for h in (spacing if len(spacing) == 2 else (spacing[0], spacing[-1])))
+        if not (dz > 0 and dx > 0):
+            raise ValueError(f"tv_regularizer: spacing={spacing!r} must be positive grid spacings (dz, dx) in m.")
+        wz, wx = 1000.0 / dz, 1000.0 / dx
+    return Regularizer(None, "tv", (float(alpha0), int(step_size), float(gamma), bool(isotropic), wz, wx), "tv")
 
 
-def resolve_regularizer(spec: Any) -> Optional[Regularizer]:
-    """None, ``"tv"`` (ADFWI-TV defaults), ``"tikhonov"`` (first-order, weight 1), a
-    :class:`Regularizer`, or a callable ``f(v)`` / ``f(v, epoch)``."""
+def resolve_regularizer(spec: Any, spacing=None) -> Optional[Regularizer]:
+    """None, ``"tv"`` (ADFWI-TV defaults, see :func:`tv_regularizer`; ``spacing`` (m) per axis
+    normalises the differences), ``"tikhonov"`` (first-order, weight 1), a :class:`Regularizer`,
+    or a callable ``f(v)`` / ``f(v, epoch)``."""
     if spec is None or spec is False:
         return None
     if isinstance(spec, Regularizer):
@@ -143,7 +159,7 @@ def resolve_regularizer(spec: Any) -> Optional[Regularizer]:
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key in ("tv", "total_variation"):
-            return tv_regularizer()
+            return tv_regularizer(spacing=spacing)
         if key == "tikhonov":
             return Regularizer(objectives.tikhonov, "plain", (), "tikhonov")
         raise ValueError(f"regularizer={spec!r}: use 'tv', 'tikhonov', None, or a function f(v) / f(v, epoch).")
