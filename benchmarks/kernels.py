@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -364,6 +363,15 @@ def _decay_2d(args, out, model, source):
 # ----------------------------------------------------------------------------- (c) scale
 def part_scale(args, model, source):
     out = {}
+    which = [w.strip() for w in args.scale_parts.split(",")]
+    if "mat" in which:
+        out["materialised"] = _scale_materialised(args, model, source)
+    if "lanczos" in which:
+        out["matrix_free"] = _scale_lanczos(args, model, source)
+    return out
+
+
+def _scale_materialised(args, model, source):
     # (c1) largest materialised wave-based NTK (data x data), IFWI (Siren) on a 2-D crop
     nz, nx = (int(s) for s in (args.mat_shape or ("16x40" if args.quick else "24x64")).split("x"))
     c0 = max(0, min(model.shape[1] - nx, args.column - nx // 2))
@@ -406,10 +414,13 @@ def part_scale(args, model, source):
         "s_eig_factor_svd": t_svd, "s_eigh_dense": t_e,
         "lam_top5": np.asarray(lam[:5]).tolist(), "idx<1e-3": K.decay_index(np.asarray(lam), 1e-3)}
     del Th
-    out["materialised"] = c1
     table([c1], ["shape", "n_model", "n_data", "n_params", "gb", "s_Jm", "s_Ktheta", "s_product", "s_total",
                  "s_eig_factor_svd", "s_eigh_dense"],
           "(c1) largest materialised wave-based NTK (float32)")
+    return c1
+
+
+def _scale_lanczos(args, model, source):
 
     # (c2) matrix-free top-k of the wave kernel on a large 2-D model, in model space (J^T J)
     nz, nx = model.shape if not args.scale_shape else tuple(int(s) for s in args.scale_shape.split("x"))
@@ -442,11 +453,10 @@ def part_scale(args, model, source):
           "s_lanczos": t_l, "converged_1e-3": int(np.sum(rel < 1e-3)), "converged_1e-6": int(np.sum(rel < 1e-6)),
           "lam_top5": res.values[:5].tolist(), "ratio@k-1": float(res.values[-1] / res.values[0]),
           "max_rel_residual": float(rel.max()), "values": res.values.tolist(), "rel_residuals": rel.tolist()}
-    out["matrix_free"] = c2
     table([c2], ["shape", "shots", "nt", "n_model", "n_data", "k_returned", "matvecs", "s_matvec", "s_lanczos",
                  "converged_1e-3", "converged_1e-6", "ratio@k-1", "max_rel_residual"],
           "(c2) top-k eigenpairs, matrix-free Lanczos (full reorthogonalisation)")
-    return out
+    return c2
 
 
 def main(argv=None):
@@ -465,7 +475,8 @@ def main(argv=None):
     # (a)
     ap.add_argument("--widths", default=None, help="comma list (default 10,...,100000; quick 10,100,1000)")
     ap.add_argument("--seeds", type=int, default=10)
-    ap.add_argument("--scale", type=float, default=100.0, help="m/s per unit of the shallow net output")
+    ap.add_argument("--scale", type=float, default=1000.0,
+                    help="m/s per unit of the shallow net output (CR-FWI denormalisation: 1000)")
     ap.add_argument("--activation", default="tanh", choices=["tanh", "relu"])
     ap.add_argument("--width-budget", type=float, default=300.0, help="seconds for the width sweep")
     ap.add_argument("--train-widths", default=None)
@@ -478,6 +489,7 @@ def main(argv=None):
     ap.add_argument("--decay2d-shape", default=None, help="e.g. 24x64")
     ap.add_argument("--decay2d-nt", type=int, default=None)
     # (c)
+    ap.add_argument("--scale-parts", default="mat,lanczos", help="(c): mat (materialised), lanczos (matrix-free)")
     ap.add_argument("--mat-shape", default=None)
     ap.add_argument("--mat-nt", type=int, default=None)
     ap.add_argument("--mat-time-step", type=int, default=2)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfwi.kernels.jacobian import DataSubsample, _subsampled, np_prod
+from jaxfwi.kernels.jacobian import DataSubsample
 from jaxfwi.kernels.materialize import wave_kernel, wave_ntk, wave_ntk_factor
 from jaxfwi.kernels.spectra import eigenvalues_from_factor
 

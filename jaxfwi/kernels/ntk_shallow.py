@@ -70,7 +70,9 @@ class ShallowNTKVelocity:
     Args:
       v_init: background velocity (m/s), any shape ([nz], [nz, nx], ...).
       width: hidden width n.
-      scale: velocity scale S in m/s (default 100 m/s).
+      scale: velocity scale S in m/s (default 100 m/s; CR-FWI's denormalisation of the CR
+        methods uses 1000 m/s).  The output at init is a random O(1) field, so S sets how
+        far (and how randomly) the initial velocity departs from ``v_init``.
       activation: ``"tanh"`` or ``"relu"``.
       param_dtype: dtype of the weights (default: v_init's floating dtype).
     """

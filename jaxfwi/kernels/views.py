@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfwi.kernels.jacobian import ComposedMap, DataSubsample
-from jaxfwi.kernels.materialize import (representation_ntk, wave_jacobian, wave_ntk_factor)
+from jaxfwi.kernels.materialize import representation_ntk, wave_jacobian
 from jaxfwi.kernels.spectra import eigenvalues_from_factor, eigh_desc
 
 __all__ = [
