@@ -271,7 +271,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
 
 
 def _over_shots(plan, fn, args):
-    batch = plan.shot_batch or 1
+    batch = plan.shot_batch or args[0].shape[0]
     if batch >= args[0].shape[0]:
         return jax.vmap(fn)(*args)
     return lax.map(lambda a: fn(*a), args, batch_size=batch)

@@ -1,0 +1,13 @@
+"""Test-suite set-up: a persistent XLA compilation cache shared by every test process.
+
+Most of the suite's time is XLA compilation of the propagator and its adjoint. The
+cache folder (git-ignored) lets subprocess tests and notebook kernels reuse programs
+compiled by earlier tests and earlier runs. Set ``JAXFWI_TEST_CACHE`` to another folder,
+or to an empty string to disable it.
+"""
+import os
+
+_cache = os.environ.get("JAXFWI_TEST_CACHE", os.path.join(os.path.dirname(__file__), "..", ".jax_cache"))
+if _cache:
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(_cache))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
