@@ -157,14 +157,16 @@ def _adjoint_segment(plan):
     return seg, -(-nt_i // seg)
 
 
+def _stencil_constants(plan):
+    """``(c0, d2 coefficients, d1 coefficients, half-width r, 1/h, 1/h^2, 1/cell volume)``."""
+    c0, ck2 = stencils.d2_coefficients(plan.accuracy)
+    return (c0, ck2, stencils.d1_coefficients(plan.accuracy), plan.accuracy // 2,
+            [1.0 / h for h in plan.spacing], [1.0 / h**2 for h in plan.spacing], 1.0 / math.prod(plan.spacing))
+
+
 def _make_step(plan, v2dt2, pml_coefs):
     """One leapfrog step ``(state, f, src_idx) -> (state', u[n], acc[n])`` for one shot."""
-    c0, ck2 = stencils.d2_coefficients(plan.accuracy)
-    ck1 = stencils.d1_coefficients(plan.accuracy)
-    r = plan.accuracy // 2
-    inv_h = [1.0 / h for h in plan.spacing]
-    inv_h2 = [1.0 / h**2 for h in plan.spacing]
-    inv_dv = 1.0 / math.prod(plan.spacing)
+    c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     strips = _strips(plan)
     shape = plan.padded_shape
 
@@ -192,12 +194,7 @@ def _make_step(plan, v2dt2, pml_coefs):
 def _make_adjoint_step(plan, v2dt2, pml_coefs):
     """Transpose of one step: ``(adj state, acc[n], ct of record[n], rec_idx, src_idx) ->
     (adj state', g_v2 increment, ct of f[n])``."""
-    c0, ck2 = stencils.d2_coefficients(plan.accuracy)
-    ck1 = stencils.d1_coefficients(plan.accuracy)
-    r = plan.accuracy // 2
-    inv_h = [1.0 / h for h in plan.spacing]
-    inv_h2 = [1.0 / h**2 for h in plan.spacing]
-    inv_dv = 1.0 / math.prod(plan.spacing)
+    c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     strips = _strips(plan)
     shape = plan.padded_shape
 
