@@ -33,7 +33,6 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
 from jaxfwi.physics import stencils
-from jaxfwi.physics.laplacian import laplacian
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.wavelets import downsample, upsample
 
@@ -41,84 +40,115 @@ SCAN_UNROLL = 2  # time steps per loop iteration: lets XLA alternate the wavefie
 
 
 # ----------------------------------------------------------------------------
-# small stencil helpers (strip-local)
+# grid layout
+# ----------------------------------------------------------------------------
+#
+# The loop works on the padded grid (model + C-PML) surrounded by a ring of
+# ``r = accuracy / 2`` ghost cells on every side ("extended grid"). The ring
+# holds zeros (v^2 dt^2 = 0 there), or, above a free surface, the odd mirror
+# image of the rows below it, rewritten after every step. Every stencil read
+# then stays inside the array, so the Laplacian and the leapfrog update fuse
+# into one pass over the grid instead of materialising a zero-padded copy.
+
+def _ring(plan):
+    return plan.accuracy // 2
+
+
+def _ext_shape(plan):
+    r = _ring(plan)
+    return tuple(n + 2 * r for n in plan.padded_shape)
+
+
+def _strips(plan):
+    """``[(axis, start, width), ...]`` of the absorbing strips in extended-grid coordinates."""
+    r = _ring(plan)
+    out = []
+    for d in range(plan.ndim):
+        n = plan.padded_shape[d]
+        for side, w in enumerate(plan.pml[d]):
+            if w:
+                out.append((d, r + (0 if side == 0 else n - w), w))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# small stencil helpers (the last ``nd`` axes are space; any leading batch axes)
 # ----------------------------------------------------------------------------
 
-def _pad_axis(u, axis, r, odd_low=False):
-    """Pad ``u`` by ``r`` zero ghost cells on both ends of ``axis`` (odd mirror at the low end if asked)."""
-    zshape = list(u.shape)
-    zshape[axis] = r
-    high = jnp.zeros(zshape, u.dtype)
-    low = -jnp.flip(lax.slice_in_dim(u, 1, r + 1, axis=axis), axis) if odd_low else high
-    return jnp.concatenate([low, u, high], axis=axis)
+def _shift(u, axis, k, start, n):
+    """``u[start + k : start + k + n]`` along ``axis``."""
+    return lax.slice_in_dim(u, start + k, start + k + n, axis=axis)
 
 
 def _d2(up, axis, n, r, c0, ck, inv_h2):
     """Second derivative along ``axis`` at the ``n`` centre points of an array padded by ``r``."""
-    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
-    acc = c0 * sl(0)
+    acc = c0 * _shift(up, axis, 0, r, n)
     for k, c in enumerate(ck, start=1):
-        acc = acc + c * (sl(k) + sl(-k))
+        acc = acc + c * (_shift(up, axis, k, r, n) + _shift(up, axis, -k, r, n))
     return acc * inv_h2
 
 
 def _d1(up, axis, n, r, ck, inv_h):
     """First derivative along ``axis`` at the ``n`` centre points of an array padded by ``r``."""
-    sl = lambda k: lax.slice_in_dim(up, r + k, r + k + n, axis=axis)  # noqa: E731
-    acc = ck[0] * (sl(1) - sl(-1))
+    acc = ck[0] * (_shift(up, axis, 1, r, n) - _shift(up, axis, -1, r, n))
     for k, c in enumerate(ck[1:], start=2):
-        acc = acc + c * (sl(k) - sl(-k))
+        acc = acc + c * (_shift(up, axis, k, r, n) - _shift(up, axis, -k, r, n))
     return acc * inv_h
 
 
-def _strip_with_halo(u, axis, start, w, r):
-    """``u`` along ``axis`` over ``[start - r, start + w + r)``, zero outside the grid."""
-    n = u.shape[axis]
-    lo, hi = start - r, start + w + r
-    x = lax.slice_in_dim(u, max(lo, 0), min(hi, n), axis=axis)
-    cfg = [(0, 0, 0)] * u.ndim
-    cfg[axis] = (max(-lo, 0), max(hi - n, 0), 0)
-    return lax.pad(x, jnp.zeros((), u.dtype), cfg)
+def _pad_axis(u, axis, lo, hi):
+    cfg = [(0, 0)] * u.ndim
+    cfg[axis] = (lo, hi)
+    return jnp.pad(u, cfg)
 
 
-def _add_strip_with_halo(lam, h, axis, start, w, r):
-    """Transpose of :func:`_strip_with_halo`: add ``h`` into ``lam`` in place, dropping ghost cells."""
-    n = lam.shape[axis]
-    lo, hi = start - r, start + w + r
-    part = lax.slice_in_dim(h, max(-lo, 0), (w + 2 * r) - max(hi - n, 0), axis=axis)
-    a = max(lo, 0)
-    idx = [0] * lam.ndim
-    idx[axis] = a
-    cur = lax.dynamic_slice(lam, idx, part.shape)
-    return lax.dynamic_update_slice(lam, cur + part, idx)
+def _add_to_strip(x, part, axis, start):
+    """``x`` with ``part`` added over ``[start, start + part.shape[axis])`` along ``axis`` (in place)."""
+    idx = [0] * x.ndim
+    idx[axis] = start
+    cur = lax.dynamic_slice(x, idx, part.shape)
+    return lax.dynamic_update_slice(x, cur + part, idx)
+
+
+def _interior_laplacian(u, nd, r, c0, ck2, inv_h2):
+    """Laplacian at the interior points of an extended-grid field, zero on the ring (same shape as ``u``)."""
+    lead = u.ndim - nd
+    n = [u.shape[lead + e] - 2 * r for e in range(nd)]
+
+    def sl(d, k):
+        starts = [0] * lead + [r + (k if e == d else 0) for e in range(nd)]
+        return lax.slice(u, starts, [a + b for a, b in zip(starts, list(u.shape[:lead]) + n)])
+
+    out = sum(c0 * inv_h2[d] for d in range(nd)) * sl(0, 0)
+    for d in range(nd):
+        for k, c in enumerate(ck2, start=1):
+            out = out + (c * inv_h2[d]) * (sl(d, k) + sl(d, -k))
+    return jnp.pad(out, [(0, 0)] * lead + [(r, r)] * nd)
+
+
+def _mirror_top(u, nd, r):
+    """Write the odd mirror image of rows ``r+1 .. 2r`` into the ring rows ``0 .. r-1`` of axis 0 (free surface)."""
+    a0 = u.ndim - nd
+    top = -jnp.flip(lax.slice_in_dim(u, r + 1, 2 * r + 1, axis=a0), a0)
+    return lax.dynamic_update_slice_in_dim(u, top, 0, axis=a0)
 
 
 # ----------------------------------------------------------------------------
 # setup shared by the forward loop and the adjoint
 # ----------------------------------------------------------------------------
 
-def _strips(plan):
-    """``[(axis, start, width), ...]`` of the absorbing strips, in memory order."""
-    out = []
-    for d in range(plan.ndim):
-        n = plan.padded_shape[d]
-        for side, w in enumerate(plan.pml[d]):
-            if w:
-                out.append((d, 0 if side == 0 else n - w, w))
-    return out
-
-
 def _pml_setup(plan, dtype, max_vel, pml_freq):
     coefs, mem0 = [], []
     dt = plan.dt_internal
+    ext = _ext_shape(plan)
     for d, start, w in _strips(plan):
         a, b = cpml_coefficients(w, plan.spacing[d], dt, max_vel, pml_freq, dtype=dtype)
-        if start != 0:
+        if start != _ring(plan):
             a, b = a[::-1], b[::-1]
         bshape = [1] * plan.ndim
         bshape[d] = w
         coefs.append((a.reshape(bshape), b.reshape(bshape)))
-        shape = list(plan.padded_shape)
+        shape = list(ext)
         shape[d] = w
         z = jnp.zeros(shape, dtype)
         mem0.append((z, z))
@@ -126,17 +156,19 @@ def _pml_setup(plan, dtype, max_vel, pml_freq):
 
 
 def _v2dt2(plan, v):
+    """``(v dt)^2`` on the extended grid: edge-replicated into the C-PML, zero on the ring and the surface row."""
+    r = _ring(plan)
     vp = jnp.pad(v, plan.pml, mode="edge")
     v2 = (vp * plan.dt_internal) ** 2
     if plan.free_surface:
         v2 = v2.at[0].set(0.0)  # keeps u = 0 on the surface row
-    return v2
+    return jnp.pad(v2, r)
 
 
 def _flat_indices(plan, locs):
-    lo = np.array([p[0] for p in plan.pml])
+    lo = np.array([p[0] + _ring(plan) for p in plan.pml])
     idx = locs + lo
-    return jnp.ravel_multi_index(tuple(idx[..., k] for k in range(plan.ndim)), plan.padded_shape, mode="clip")
+    return jnp.ravel_multi_index(tuple(idx[..., k] for k in range(plan.ndim)), _ext_shape(plan), mode="clip")
 
 
 def _segments(plan):
@@ -164,28 +196,46 @@ def _stencil_constants(plan):
             [1.0 / h for h in plan.spacing], [1.0 / h**2 for h in plan.spacing], 1.0 / math.prod(plan.spacing))
 
 
-def _make_step(plan, v2dt2, pml_coefs):
-    """One leapfrog step ``(state, f, src_idx) -> (state', u[n], acc[n])`` for one shot."""
+def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
+    """One leapfrog step ``(state, f, src_idx) -> (state', u[n], acc[n] or None)`` for one shot.
+
+    ``acc[n]`` (the right-hand side before the ``v^2 dt^2`` factor) is only formed
+    when ``with_acc``: the adjoint needs it, the forward loop does not.
+    """
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
+    nd = plan.ndim
     strips = _strips(plan)
-    shape = plan.padded_shape
+    ext = _ext_shape(plan)
 
     def step(state, f, src_idx):
         u_prev, u, mem = state
-        acc = laplacian(u, plan.spacing, plan.accuracy, plan.free_surface)
+        lap = _interior_laplacian(u, nd, r, c0, ck2, inv_h2)
+        if with_acc:
+            acc = lap
+        else:
+            u_next = 2.0 * u - u_prev + v2dt2 * lap
         new_mem = []
         for (d, start, w), (a, b), (psi, zeta) in zip(strips, pml_coefs, mem):
-            h = _strip_with_halo(u, d, start, w, r)
+            h = lax.slice_in_dim(u, start - r, start + w + r, axis=d)
             psi = b * psi + a * _d1(h, d, w, r, ck1, inv_h[d])
-            psi_x = _d1(_pad_axis(psi, d, r), d, w, r, ck1, inv_h[d])
+            psi_x = _d1(_pad_axis(psi, d, r, r), d, w, r, ck1, inv_h[d])
             zeta = b * zeta + a * (_d2(h, d, w, r, c0, ck2, inv_h2[d]) + psi_x)
             new_mem.append((psi, zeta))
-            idx = [0] * plan.ndim
-            idx[d] = start
-            cur = lax.dynamic_slice(acc, idx, psi.shape)
-            acc = lax.dynamic_update_slice(acc, cur + psi_x + zeta, idx)
-        acc = acc.reshape(-1).at[src_idx].add(f * inv_dv).reshape(shape)
-        u_next = 2.0 * u - u_prev + v2dt2 * acc
+            # in place, on the strip only
+            if with_acc:
+                acc = _add_to_strip(acc, psi_x + zeta, d, start)
+            else:
+                v2s = lax.slice_in_dim(v2dt2, start, start + w, axis=d)
+                u_next = _add_to_strip(u_next, v2s * (psi_x + zeta), d, start)
+        if with_acc:
+            acc = acc.reshape(-1).at[src_idx].add(f * inv_dv).reshape(ext)
+            u_next = 2.0 * u - u_prev + v2dt2 * acc
+        else:
+            v2_src = v2dt2.reshape(-1)[src_idx]
+            u_next = u_next.reshape(-1).at[src_idx].add(v2_src * (f * inv_dv)).reshape(ext)
+            acc = None
+        if plan.free_surface:
+            u_next = _mirror_top(u_next, nd, r)
         return (u, u_next, tuple(new_mem)), u, acc
 
     return step
@@ -195,31 +245,31 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
     """Transpose of one step: ``(adj state, acc[n], ct of record[n], rec_idx, src_idx) ->
     (adj state', g_v2 increment, ct of f[n])``."""
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
+    nd = plan.ndim
     strips = _strips(plan)
-    shape = plan.padded_shape
+    ext = _ext_shape(plan)
 
     def adj(state, acc, c_rec, rec_idx, src_idx):
         lam1, lam2, mem_ct = state  # cotangents of u[n+1], u[n+2], mem[n+1]
-        mu = v2dt2 * lam1  # cotangent of acc[n]
+        mu = v2dt2 * lam1  # cotangent of acc[n]; zero on the ring
+        if plan.free_surface:
+            mu = _mirror_top(mu, nd, r)  # the free-surface operator is symmetric: apply it again
         g = lam1 * acc
-        mu_flat = mu.reshape(-1)
-        g_f = jnp.sum(mu_flat[src_idx]) * inv_dv
-        lam = 2.0 * lam1 - lam2 + laplacian(mu, plan.spacing, plan.accuracy, plan.free_surface)
+        g_f = jnp.sum(mu.reshape(-1)[src_idx]) * inv_dv
+        lam = 2.0 * lam1 - lam2 + _interior_laplacian(mu, nd, r, c0, ck2, inv_h2)
         new_ct = []
         for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
-            idx = [0] * plan.ndim
-            idx[d] = start
-            e_ct = lax.dynamic_slice(mu, idx, psi_ct.shape)
+            e_ct = lax.slice_in_dim(mu, start, start + w, axis=d)
             zeta_ct = e_ct + zeta_ct
             psix_ct = e_ct + a * zeta_ct
-            psi_ct = -_d1(_pad_axis(psix_ct, d, r), d, w, r, ck1, inv_h[d]) + psi_ct
+            psi_ct = -_d1(_pad_axis(psix_ct, d, r, r), d, w, r, ck1, inv_h[d]) + psi_ct
             ux_ct = a * psi_ct
             uxx_ct = a * zeta_ct
-            h_ct = (-_d1(_pad_axis(ux_ct, d, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
-                    + _d2(_pad_axis(uxx_ct, d, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
-            lam = _add_strip_with_halo(lam, h_ct, d, start, w, r)
+            h_ct = (-_d1(_pad_axis(ux_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
+                    + _d2(_pad_axis(uxx_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
+            lam = _add_to_strip(lam, h_ct, d, start - r)
             new_ct.append((b * psi_ct, b * zeta_ct))
-        lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(shape)
+        lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)
         return (lam, lam1, tuple(new_ct)), g, g_f
 
     return adj
@@ -233,7 +283,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
     """``v [shape]`` -> ``(records [n_shots, n_rec, nt], snapshots or None)``; plain autodiff."""
     dtype = v.dtype
     nt_i = plan.nt_internal
-    shape = plan.padded_shape
+    shape = _ext_shape(plan)
     v2dt2 = _v2dt2(plan, v)
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)
@@ -262,7 +312,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
     recs, snaps = _over_shots(plan, one_shot, (src_idx, rec_idx, w_int))
     recs = downsample(recs, plan.substeps)
     if snaps is not None:
-        crop = tuple(slice(p[0], p[0] + n) for p, n in zip(plan.pml, plan.shape))
+        crop = tuple(slice(p[0] + _ring(plan), p[0] + _ring(plan) + n) for p, n in zip(plan.pml, plan.shape))
         snaps = snaps[(slice(None), slice(None)) + crop]
     return recs, snaps
 
@@ -287,7 +337,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
     """
     dtype = v.dtype
     nt_i = plan.nt_internal
-    shape = plan.padded_shape
+    shape = _ext_shape(plan)
     (v2dt2, w_int), prep_vjp = jax.vjp(lambda vv, ww: (_v2dt2(plan, vv), upsample(ww.astype(dtype), plan.substeps)),
                                        v, wavelets)
     (ct_int,) = jax.linear_transpose(lambda x: downsample(x, plan.substeps),
@@ -296,6 +346,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
     step = _make_step(plan, v2dt2, pml_coefs)
+    step_acc = _make_step(plan, v2dt2, pml_coefs, with_acc=True)
     adj = _make_adjoint_step(plan, v2dt2, pml_coefs)
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
@@ -315,7 +366,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
         _, starts = lax.scan(fwd_segment, (u0, u0, mem0), fs)
 
         def rec_inner(state, f):
-            state, _, acc = step(state, f, s_idx)
+            state, _, acc = step_acc(state, f, s_idx)
             return state, acc
 
         def adj_inner(carry, xs):
