@@ -22,6 +22,7 @@ C-PML profile) or the integer geometry.
 """
 from __future__ import annotations
 
+import functools
 import math
 from functools import partial
 
@@ -213,7 +214,13 @@ def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
         if with_acc:
             acc = lap
         else:
-            u_next = 2.0 * u - u_prev + v2dt2 * lap
+            # the source enters in the same pass (one compare per cell) instead of a scatter afterwards
+            flat = lax.broadcasted_iota(jnp.int32, ext, 0)
+            for e in range(1, nd):
+                flat = flat * ext[e] + lax.broadcasted_iota(jnp.int32, ext, e)
+            fk = f * inv_dv
+            src = functools.reduce(jnp.add, [jnp.where(flat == src_idx[k], fk, 0.0) for k in range(src_idx.shape[0])])
+            u_next = 2.0 * u - u_prev + v2dt2 * (lap + src)
         new_mem = []
         for (d, start, w), (a, b), (psi, zeta) in zip(strips, pml_coefs, mem):
             h = lax.slice_in_dim(u, start - r, start + w + r, axis=d)
@@ -231,8 +238,6 @@ def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
             acc = acc.reshape(-1).at[src_idx].add(f * inv_dv).reshape(ext)
             u_next = 2.0 * u - u_prev + v2dt2 * acc
         else:
-            v2_src = v2dt2.reshape(-1)[src_idx]
-            u_next = u_next.reshape(-1).at[src_idx].add(v2_src * (f * inv_dv)).reshape(ext)
             acc = None
         if plan.free_surface:
             u_next = _mirror_top(u_next, nd, r)
@@ -257,6 +262,7 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         g = lam1 * acc
         g_f = jnp.sum(mu.reshape(-1)[src_idx]) * inv_dv
         lam = 2.0 * lam1 - lam2 + _interior_laplacian(mu, nd, r, c0, ck2, inv_h2)
+        lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)  # on the fresh buffer: in place
         new_ct = []
         for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
             e_ct = lax.slice_in_dim(mu, start, start + w, axis=d)
@@ -269,7 +275,6 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
                     + _d2(_pad_axis(uxx_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
             lam = _add_to_strip(lam, h_ct, d, start - r)
             new_ct.append((b * psi_ct, b * zeta_ct))
-        lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)
         return (lam, lam1, tuple(new_ct)), g, g_f
 
     return adj
@@ -328,12 +333,49 @@ def _over_shots(plan, fn, args):
 # the adjoint (transpose of the linearised map v, wavelets -> records)
 # ----------------------------------------------------------------------------
 
-def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
+def _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, record):
+    """One shot's forward loop over the adjoint's segments: ``(records [n_seg, seg_len, n_rec] or None,
+    the state at the start of every segment)``."""
+    def inner(state, f):
+        state, u, _ = step(state, f, s_idx)
+        return state, (u.reshape(-1)[r_idx] if record else None)
+
+    def segment(state, f_seg):
+        new, recs = lax.scan(inner, state, f_seg, unroll=SCAN_UNROLL)
+        return new, (recs, state)  # store the state at the segment's start
+
+    u0 = jnp.zeros(shape, dtype)
+    _, (recs, starts) = lax.scan(segment, (u0, u0, mem0), fs)
+    return recs, starts
+
+
+def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
+    """Records as :func:`simulate_plain`, plus the loop state at the start of every adjoint segment
+    (the residuals :func:`adjoint` needs, so that a gradient runs the forward loop only once)."""
+    dtype = v.dtype
+    nt_i = plan.nt_internal
+    shape = _ext_shape(plan)
+    pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
+    step = _make_step(plan, _v2dt2(plan, v), pml_coefs)
+    seg_len, n_seg = _adjoint_segment(plan)
+    w_int = upsample(wavelets.astype(dtype), plan.substeps)
+
+    def one_shot(s_idx, r_idx, w):
+        fs = jnp.pad(w, (0, n_seg * seg_len - nt_i)).reshape(n_seg, seg_len)
+        recs, starts = _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, True)
+        return recs.reshape(n_seg * seg_len, -1)[:nt_i].T, starts
+
+    recs, starts = _over_shots(plan, one_shot, (_flat_indices(plan, sources), _flat_indices(plan, receivers), w_int))
+    return downsample(recs, plan.substeps), starts
+
+
+def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts=None):
     """Cotangents ``(dL/dv, dL/dwavelets)`` for a records cotangent ``ct [n_shots, n_rec, nt]``.
 
-    Runs the forward loop once storing the state at every segment boundary, then,
-    segment by segment backwards, recomputes the segment's ``acc[n]`` and steps the
-    adjoint wave equation through it.
+    ``starts`` (from :func:`records_and_starts`) are the loop states at the segment
+    boundaries; without them the forward loop runs once more to store them. Then,
+    segment by segment backwards, the segment's ``acc[n]`` is recomputed and the
+    adjoint wave equation stepped through it.
     """
     dtype = v.dtype
     nt_i = plan.nt_internal
@@ -351,19 +393,11 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
 
-    def one_shot(s_idx, r_idx, w, c):
+    def one_shot(s_idx, r_idx, w, c, starts):
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
         cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
-        u0 = jnp.zeros(shape, dtype)
-
-        def fwd_inner(state, f):
-            return step(state, f, s_idx)[0], None
-
-        def fwd_segment(state, f_seg):
-            new, _ = lax.scan(fwd_inner, state, f_seg, unroll=SCAN_UNROLL)
-            return new, state  # store the state at the segment's start
-
-        _, starts = lax.scan(fwd_segment, (u0, u0, mem0), fs)
+        if starts is None:
+            starts = _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, False)[1]
 
         def rec_inner(state, f):
             state, _, acc = step_acc(state, f, s_idx)
@@ -377,16 +411,20 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
 
         def adj_segment(carry, xs):
             start_state, f_seg, c_seg = xs
-            _, accs = lax.scan(rec_inner, start_state, f_seg)
-            carry, g_fs = lax.scan(adj_inner, carry, (accs, c_seg), reverse=True)
+            _, accs = lax.scan(rec_inner, start_state, f_seg, unroll=SCAN_UNROLL)
+            carry, g_fs = lax.scan(adj_inner, carry, (accs, c_seg), reverse=True, unroll=SCAN_UNROLL)
             return carry, g_fs
 
+        u0 = jnp.zeros(shape, dtype)
         zero_ct = tuple((jnp.zeros_like(p), jnp.zeros_like(z)) for p, z in mem0)
         init = ((u0, u0, zero_ct), jnp.zeros(shape, dtype))
         (_, g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
         return g, g_f.reshape(-1)[:nt_i]
 
-    g, g_w = _over_shots(plan, one_shot, (src_idx, rec_idx, w_int, ct_int))
+    if starts is None:
+        g, g_w = _over_shots(plan, lambda *a: one_shot(*a, None), (src_idx, rec_idx, w_int, ct_int))
+    else:
+        g, g_w = _over_shots(plan, one_shot, (src_idx, rec_idx, w_int, ct_int, starts))
     return prep_vjp((jnp.sum(g, axis=0), g_w))
 
 
@@ -394,39 +432,42 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct):
 # custom_jvp + linear primitive: forward mode by autodiff, reverse mode by the adjoint
 # ----------------------------------------------------------------------------
 
-def _jvp_impl(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *, plan):
+def _jvp_impl(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
     def f(vv, ww):
         return simulate_plain(plan, vv, sources, receivers, ww, max_vel, pml_freq)[0]
 
     return jax.jvp(f, (v, wavelets), (dv, dw))[1]
 
 
+# operands: v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *leaves of the segment-start
+# states (residuals of the forward pass for the transpose; the evaluation ignores them)
 wave_jvp_p = Primitive("jaxfwi_wave_jvp")
 wave_jvp_p.def_impl(_jvp_impl)
 
 
 @wave_jvp_p.def_abstract_eval
-def _jvp_abstract(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *, plan):
+def _jvp_abstract(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
     return jax.core.ShapedArray((sources.shape[0], receivers.shape[1], plan.nt), v.dtype)
 
 
 mlir.register_lowering(wave_jvp_p, mlir.lower_fun(_jvp_impl, multiple_results=False))
 
 
-def _jvp_transpose(ct, v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *, plan):
+def _jvp_transpose(ct, v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
     if type(ct) is ad.Zero:
         ct = jnp.zeros(ct.aval.shape, ct.aval.dtype)
-    g_v, g_w = adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct)
+    states = jax.tree_util.tree_unflatten(treedef, starts) if starts else None
+    g_v, g_w = adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, states)
     out_v = g_v if ad.is_undefined_primal(dv) else None
     out_w = g_w.astype(dw.aval.dtype) if ad.is_undefined_primal(dw) else None
-    return [None, None, out_v, out_w, None, None, None, None]
+    return [None, None, out_v, out_w, None, None, None, None] + [None] * len(starts)
 
 
 ad.primitive_transposes[wave_jvp_p] = _jvp_transpose
 
 
-def _jvp_batch(args, dims, *, plan):
-    fn = partial(_jvp_impl, plan=plan)
+def _jvp_batch(args, dims, *, plan, treedef):
+    fn = partial(_jvp_impl, plan=plan, treedef=treedef)
     return jax.vmap(fn, in_axes=dims)(*args), 0
 
 
@@ -442,10 +483,12 @@ def _records(plan, v, wavelets, sources, receivers, max_vel, pml_freq):
 def _records_jvp(plan, primals, tangents):
     v, wavelets, sources, receivers, max_vel, pml_freq = primals
     dv, dw = tangents[0], tangents[1]
-    out = _records(plan, v, wavelets, sources, receivers, max_vel, pml_freq)
+    out, starts = records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
+    leaves, treedef = jax.tree_util.tree_flatten(starts)
     dv = jnp.zeros_like(v) if type(dv) is ad.Zero else dv
     dw = jnp.zeros_like(wavelets) if type(dw) is ad.Zero else dw
-    return out, wave_jvp_p.bind(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, plan=plan)
+    return out, wave_jvp_p.bind(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *leaves,
+                                plan=plan, treedef=treedef)
 
 
 def simulate(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
