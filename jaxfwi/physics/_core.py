@@ -5,9 +5,12 @@ Layout of one shot's leapfrog step ``n`` (state ``u[n-1], u[n], mem[n]``):
     acc[n]  = L u[n] + sum_s E_s e_s(u[n], mem[n]) + scatter(f[n] / dV)
     u[n+1]  = 2 u[n] - u[n-1] + v2 * acc[n]            (v2 = v^2 dt^2)
 
-where ``L`` is the self-adjoint Laplacian primitive, ``e_s`` the C-PML
-memory terms of absorbing strip ``s`` (only inside the strip) and ``E_s`` its
-embedding in the grid. Receivers record ``u[n]`` at step ``n``.
+where ``L`` is the Laplacian (symmetric: zero ghost cells, or the odd mirror
+of a free surface), ``e_s`` the C-PML memory terms of absorbing strip ``s``
+(only inside the strip) and ``E_s`` its embedding in the grid. Receivers
+record ``u[n]`` at step ``n``. The forward loop never forms ``acc[n]``: one
+fused pass computes ``u[n+1]`` from ``L u[n]`` and the source, then the strip
+terms are added in place (see "grid layout" below).
 
 Differentiation. :func:`simulate` is a ``jax.custom_jvp`` function: its
 tangent is the linear primitive ``wave_jvp_p`` whose *evaluation* is ordinary
@@ -15,7 +18,8 @@ forward-mode autodiff of the time loop (so ``jax.jvp`` works) and whose
 *transpose* is the discrete adjoint written out below (so ``jax.grad`` /
 ``jax.vjp`` run the adjoint wave equation backwards with checkpointed
 segments instead of transposing every slice of the stencil, which XLA does
-several times slower). The adjoint is exact: the tests compare it with
+several times slower). The segment-start states come from the primal pass
+(:func:`records_and_starts`), so a gradient runs the forward loop once. The adjoint is exact: the tests compare it with
 reverse-mode autodiff of the plain loop, with finite differences and with a
 dot-product test. No derivative flows through ``max_vel`` / ``pml_freq`` (the
 C-PML profile) or the integer geometry.
