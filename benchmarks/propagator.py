@@ -1,12 +1,14 @@
 """Propagator benchmark: the CR-FWI Marmousi-size and BP-size cases.
 
-For each case and mode (forward; forward + gradient without / with checkpointing) it reports
+For each case and mode (forward; forward + gradient, whose adjoint always recomputes sqrt(nt)-step
+segments from stored segment states) it reports
 compile time, median run time, grid-point updates per second (internal steps x padded cells x
 shots / time) and the peak RSS of a fresh process. When ``deepwave`` (and torch) are
 importable, the same cases run with deepwave and the ratio is printed.
 
     python benchmarks/propagator.py                 # Marmousi case, all modes
-    python benchmarks/propagator.py --case bp       # BP-size case
+    python benchmarks/propagator.py --case bp --deepwave-modes forward   # BP-size case (deepwave's
+                                                    # gradient needs > 21 GiB there: OOM on 24 GiB)
     python benchmarks/propagator.py --quick         # small smoke run
 
 Each measurement runs in its own subprocess so peak memory is per configuration. Writes
@@ -51,7 +53,7 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch):
     w = jaxfwi.ricker(f0, nt, dt)
     s = jaxfwi.Survey.surface_line((nz, nx), ns, w, dt)
     kw = dict(accuracy=8, pml_width=20, checkpoint=checkpoint, shot_batch=shot_batch, max_vel=4500.0)
-    _, plan = jaxfwi.forward(v, dx, s, return_plan=True, **{**kw, "checkpoint": None})
+    plan, _ = jaxfwi.plan_propagation(v, dx, s, **{**kw, "checkpoint": None}, warn=False)
     if mode == "forward":
         fn = jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
     else:
@@ -66,7 +68,7 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch):
         jax.block_until_ready(fn(v))
         times.append(time.perf_counter() - t0)
     cells = (nz + 40) * (nx + 40)
-    return dict(code="jaxfwi", case=case, mode=mode, checkpoint=str(checkpoint), shot_batch=shot_batch,
+    return dict(code="jaxfwi", case=case, mode=mode, checkpoint=str(checkpoint), shot_batch=plan.shot_batch,
                 substeps=plan.substeps, compile_s=compile_s - float(np.median(times)), median_s=float(np.median(times)),
                 gpts_per_s=plan.nt_internal * cells * ns / float(np.median(times)),
                 device=str(jax.devices()[0].platform))
@@ -121,8 +123,11 @@ def main():
     p.add_argument("--quick", action="store_true", help="the small 'quick' case, 1 repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--shot-batch", type=int, default=None)
-    p.add_argument("--modes", nargs="+", default=["forward", "grad", "grad-ckpt"])
+    p.add_argument("--modes", nargs="+", default=["forward", "grad"],
+                   help="forward, grad (default segments: sqrt(nt)), grad-ckpt (checkpoint='sqrt' given explicitly)")
     p.add_argument("--no-deepwave", action="store_true")
+    p.add_argument("--deepwave-modes", nargs="+", default=["forward", "grad"],
+                   help="deepwave runs (its gradient keeps every wavefield: the BP case needs > 21 GiB)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "propagator.json"))
     # child-process arguments
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -145,7 +150,7 @@ def main():
         have_dw = False
         print("deepwave not importable: jaxfwi only (pip install torch deepwave for the comparison)")
     if have_dw:
-        jobs += [("deepwave", "forward", "-"), ("deepwave", "grad", "-")]
+        jobs += [("deepwave", m, "-") for m in args.deepwave_modes]
     rows = []
     for code, mode, cp in jobs:
         cmd = [sys.executable, __file__, "--child", "--code", code, "--mode", mode, "--checkpoint", cp,
@@ -155,7 +160,9 @@ def main():
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
         if not line:
-            print(f"{code} {mode} failed:\n{out.stderr[-2000:]}")
+            why = "killed (SIGKILL: out of memory?)" if out.returncode == -9 else f"exit code {out.returncode}"
+            print(f"{code} {mode} failed: {why}\n{out.stderr[-2000:]}")
+            rows.append(dict(code=code, case=args.case, mode=mode, checkpoint=cp, failed=why))
             continue
         rows.append(json.loads(line[0][4:]))
         r = rows[-1]
@@ -165,7 +172,11 @@ def main():
     print(f"\n| code | mode | checkpoint | substeps | compile (s) | median run (s) | Mgpts/s | peak RSS (GiB) | vs deepwave |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ratio = f"{r['median_s'] / dw[r['mode']]['median_s']:.2f}x" if r["mode"] in dw else "-"
+        if "failed" in r:
+            print(f"| {r['code']} | {r['mode']} | {r['checkpoint']} | - | - | failed: {r['failed']} | - | - | - |")
+            continue
+        ok = r["mode"] in dw and "failed" not in dw[r["mode"]]
+        ratio = f"{r['median_s'] / dw[r['mode']]['median_s']:.2f}x" if ok else "-"
         gp = f"{r['gpts_per_s'] / 1e6:.0f}" if r["gpts_per_s"] else "-"
         print(f"| {r['code']} | {r['mode']} | {r['checkpoint']} | {r['substeps']} | {r['compile_s']:.2f} | "
               f"{r['median_s']:.3f} | {gp} | {r['peak_rss_gib']:.2f} | {ratio} |")
