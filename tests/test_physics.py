@@ -281,3 +281,15 @@ def test_hand_written_adjoint_equals_autodiff_of_the_time_loop(small64, free_sur
         pv, pw = jax.vjp(plain, v, s.wavelet)[1](ct)
         np.testing.assert_allclose(gv, pv, rtol=1e-9, atol=1e-12 * float(jnp.abs(pv).max()))
         np.testing.assert_allclose(gw, pw, rtol=1e-9, atol=1e-12 * float(jnp.abs(pw).max()))
+
+
+def test_default_shot_batch_keeps_one_batched_wavefield_near_the_cache_size():
+    from jaxfwi.physics.propagate import CPU_BATCH_BYTES, default_shot_batch
+
+    pml = ((20, 20), (20, 20))
+    assert default_shot_batch((94, 288), pml, 8, 13, backend="cpu") is None  # 2.5 MB in all: vmap every shot
+    b = default_shot_batch((188, 500), pml, 8, 20, backend="cpu")
+    assert b == CPU_BATCH_BYTES // (236 * 548 * 4) == 4
+    assert default_shot_batch((188, 500), pml, 8, 20, np.float64, backend="cpu") == 2
+    assert default_shot_batch((188, 500), pml, 8, 20, backend="gpu") is None
+    assert default_shot_batch((2000, 2000), pml, 8, 3, backend="cpu") == 1
