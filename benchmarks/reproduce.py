@@ -164,7 +164,8 @@ def main(argv=None):
     ap.add_argument("--measure", action="store_true", help="only time an epoch of the reduced preset")
     ap.add_argument("--report-only", action="store_true", help="only rebuild the report from --runs")
     ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--figures", nargs="*", default=["marmousi_r4_smooth_clean", "marmousi_r4_constant_clean"],
+    ap.add_argument("--figures", nargs="*", default=["marmousi_r4_smooth_clean", "marmousi_r4_constant_clean",
+                                                    "overthrust_r4_constant_clean"],
                     help="scenario slugs to draw (default: Marmousi smooth and constant)")
     args = ap.parse_args(argv)
     # scenarios that differ only in data or initial model compile the same programs: keep them on disk
