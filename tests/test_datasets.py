@@ -53,6 +53,17 @@ def test_load_segy_missing_file_or_module(tmp_path):
             ds.load_segy(f)
 
 
+def test_load_segy_roundtrip(tmp_path):
+    """A SEG-Y file written by segyio (traces along x, samples along z) loads as [nz, nx] m/s."""
+    segyio = pytest.importorskip("segyio")
+    v = _model()
+    f = tmp_path / "m.sgy"
+    segyio.tools.from_array2D(str(f), (v.T / 1000.0).astype(np.float32))  # stored in km/s
+    np.testing.assert_allclose(ds.load_segy(f, units="km/s"), v, rtol=1e-6)
+    with pytest.warns(UserWarning, match="looks like km/s"):
+        np.testing.assert_allclose(ds.load_segy(f), v / 1000.0, rtol=1e-6)
+
+
 def test_resample_and_crop():
     v = _model()
     r = ds.resample(v, (11, 17))
