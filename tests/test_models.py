@@ -285,6 +285,20 @@ def test_pretraining_reduces_l1_to_m0():
     assert abs(float(losses[0]) - before) < 1e-2 * before
 
 
+def test_pretraining_escapes_an_active_hard_bound():
+    """mode="none" starts at mean(m0) + S F ~ 2250 m/s; with bounds (2600, 3000) every cell starts
+    clipped (zero gradient through a hard clip), yet pretraining must still move towards m0."""
+    lo, hi = 2600.0, 3000.0
+    p = build("ifwi", M0, width=32, mode="none", bounds=(lo, hi))
+    params = fjit(p.init)(KEY)
+    assert float(p.velocity(params).max()) == lo                     # all clipped at the start
+    target = jnp.clip(M0, lo, hi)
+    l1 = fjit(lambda q: jnp.mean(jnp.abs(p.velocity(q) - target)))
+    before = float(l1(params))
+    after = float(l1(p.pretrain(params, steps=150, lr=1e-3)))
+    assert after < 0.3 * before
+
+
 def test_init_and_velocity_vmap_over_seeds():
     # U-Net: a fixed latent constant and convolutions under vmap, run for real
     p = build("fad-fwi", M0, features=(4, 8))

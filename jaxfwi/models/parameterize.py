@@ -138,15 +138,18 @@ class Parameterization:
         """The dimensionless network output ``F`` of ``shape``."""
         return self.module.apply({"params": params["net"]})
 
-    def velocity(self, params: dict) -> Array:
-        """Velocity array of ``shape`` in m/s (pure; jit/vmap/jvp/vjp-able)."""
+    def unbounded_velocity(self, params: dict) -> Array:
+        """The velocity (m/s) before ``bounds`` are applied: ``m0 + S F`` (by ``mode``)."""
         f = self.field(params)
         if self.mode == "static":
-            v = self.m0 + self.scale * f
-        elif self.mode == "adaptive":
-            v = params["m0"] + self.scale * f
-        else:
-            v = jnp.mean(self.m0) + self.scale * f
+            return self.m0 + self.scale * f
+        if self.mode == "adaptive":
+            return params["m0"] + self.scale * f
+        return jnp.mean(self.m0) + self.scale * f
+
+    def velocity(self, params: dict) -> Array:
+        """Velocity array of ``shape`` in m/s (pure; jit/vmap/jvp/vjp-able)."""
+        v = self.unbounded_velocity(params)
         if self.bounds is not None:
             lo, hi = self.bounds
             if self.clip == "hard":
@@ -166,7 +169,9 @@ class Parameterization:
         """Fit the params so that ``velocity(params) ~= m0`` (L1 loss, Adam).
 
         The Denorm paper's pretraining strategy (normally with ``mode="none"``).
-        Runs ``steps`` Adam steps in one jitted ``lax.scan``.
+        Runs ``steps`` Adam steps in one jitted ``lax.scan``. The loss is taken on
+        :meth:`unbounded_velocity`: with hard ``bounds`` a network whose output starts
+        (or overshoots) outside them would otherwise get a zero gradient and stay there.
 
         Args:
           params: params pytree (e.g. from :meth:`init`).
@@ -188,7 +193,7 @@ class Parameterization:
         opt = optax.adam(lr)
 
         def loss(p):
-            return jnp.mean(jnp.abs(self.velocity(p) - tgt))
+            return jnp.mean(jnp.abs(self.unbounded_velocity(p) - tgt))
 
         @jax.jit
         def run(p):
