@@ -30,11 +30,16 @@ def fixed_latent(shape: tuple[int, ...], seed: int, smoothness: float,
     return np.fft.ifftn(np.fft.fftn(noise) * np.sqrt(p)).real
 
 
+NORMS = ("none", "instance")
+
+
 class _ConvBlock(nn.Module):
-    """Two 3^d convolutions, each followed by LeakyReLU(0.2). ``[1, *S, C] -> [1, *S, f]``."""
+    """Two 3^d convolutions, each followed by (optional instance normalisation and)
+    LeakyReLU(0.2). ``[1, *S, C] -> [1, *S, f]``."""
     features: int
     ndim: int
     dtype: Any
+    norm: str = "none"
 
     @nn.compact
     def __call__(self, x):
@@ -42,6 +47,8 @@ class _ConvBlock(nn.Module):
         for i in range(2):
             x = nn.Conv(self.features, k, padding="SAME", dtype=self.dtype,
                         param_dtype=self.dtype, name=f"conv_{i}")(x)
+            if self.norm == "instance":
+                x = nn.InstanceNorm(dtype=self.dtype, param_dtype=self.dtype, name=f"norm_{i}")(x)
             x = nn.leaky_relu(x, 0.2)
         return x
 
@@ -61,7 +68,7 @@ class UNet(nn.Module):
     each followed by 2x average pooling, a bottleneck block at ``f_K``, decoder
     stages of (2x transposed conv to ``f_k``, concatenation with the skip, block at
     ``f_k``), and a **linear** 1x1 convolution to one channel (no output
-    activation/scaling). A block is two 3x3 convs + LeakyReLU(0.2). Inputs whose
+    activation/scaling). A block is two 3x3 convs, each with instance normalisation (``norm``) and LeakyReLU(0.2). Inputs whose
     size is not divisible by ``2**K`` are edge-padded and the output is cropped
     back to ``shape``. Works for 1-, 2- and 3-D shapes.
 
@@ -70,6 +77,11 @@ class UNet(nn.Module):
       features: channel widths per level ((32, 64, 128)).
       latent_seed, smoothness, length_scale: the fixed GRF latent
         (length scale in grid points, default ``0.1 * max(shape)``).
+      norm: ``"instance"`` (default): normalise every convolution's output over space per
+        channel, as deep-image-prior U-Nets do; ``"none"``: plain convolutions. Without it the
+        linear-output U-Net diverges in its first Adam step at FAD-FWI's lr 0.01 (every weight
+        moves by ~lr at once and the unnormalised network amplifies that into thousands of m/s;
+        benchmarks/results/README.md), with it the same run trains.
       dtype: float dtype (default float32, float64 under x64).
 
     ``apply(params)`` -> array of ``shape``. Used with scale S = 1 m/s (FAD-FWI's
@@ -80,6 +92,7 @@ class UNet(nn.Module):
     latent_seed: int = 0
     smoothness: float = 3.0
     length_scale: Optional[float] = None
+    norm: str = "instance"
     dtype: Any = None
 
     @nn.compact
@@ -88,6 +101,8 @@ class UNet(nn.Module):
         feats = tuple(int(f) for f in self.features)
         if len(feats) < 1:
             raise ValueError("UNet: features must name at least one level")
+        if self.norm not in NORMS:
+            raise ValueError(f"UNet: norm={self.norm!r}; use one of {NORMS}")
         dt = float_dtype(self.dtype)
         d = len(shape)
         K = len(feats) - 1
@@ -98,15 +113,15 @@ class UNet(nn.Module):
         x = jnp.pad(z, pad, mode="edge")[None, ..., None]             # [1, *S, 1]
         skips = []
         for k in range(K):
-            x = _ConvBlock(feats[k], d, dt, name=f"enc_{k}")(x)
+            x = _ConvBlock(feats[k], d, dt, self.norm, name=f"enc_{k}")(x)
             skips.append(x)
             x = nn.avg_pool(x, (2,) * d, strides=(2,) * d)
-        x = _ConvBlock(feats[K], d, dt, name="bottleneck")(x)
+        x = _ConvBlock(feats[K], d, dt, self.norm, name="bottleneck")(x)
         for k in reversed(range(K)):
             x = nn.ConvTranspose(feats[k], (2,) * d, strides=(2,) * d, dtype=dt,
                                  param_dtype=dt, name=f"up_{k}")(x)
             x = jnp.concatenate([x, skips[k]], axis=-1)
-            x = _ConvBlock(feats[k], d, dt, name=f"dec_{k}")(x)
+            x = _ConvBlock(feats[k], d, dt, self.norm, name=f"dec_{k}")(x)
         x = nn.Conv(1, (1,) * d, dtype=dt, param_dtype=dt, name="out")(x)
         crop = tuple(slice(0, n) for n in shape)
         return x[0, ..., 0][crop]
