@@ -299,6 +299,24 @@ def test_pretraining_escapes_an_active_hard_bound():
     assert after < 0.3 * before
 
 
+def test_unet_instance_norm_makes_output_independent_of_inner_weight_scale():
+    """Scaling one inner convolution's kernel by 10 leaves the normalised U-Net's output unchanged
+    (up to the norm's epsilon) and changes the plain one's."""
+    def change(norm):
+        mod = UNet((16, 24), features=(4, 8), norm=norm)
+        params = mod.init(KEY)["params"]
+        scaled = jax.tree_util.tree_map(lambda x: x, params)
+        scaled["enc_0"]["conv_1"]["kernel"] = 10.0 * params["enc_0"]["conv_1"]["kernel"]
+        scaled["enc_0"]["conv_1"]["bias"] = 10.0 * params["enc_0"]["conv_1"]["bias"]
+        a, b = (mod.apply({"params": q}) for q in (params, scaled))
+        return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(a)))
+
+    assert change("instance") < 1e-3
+    assert change("none") > 0.5
+    with pytest.raises(ValueError, match="norm"):
+        UNet((16, 24), features=(4, 8), norm="batch").init(KEY)
+
+
 def test_init_and_velocity_vmap_over_seeds():
     # U-Net: a fixed latent constant and convolutions under vmap, run for real
     p = build("fad-fwi", M0, features=(4, 8))

@@ -68,8 +68,8 @@ class UNet(nn.Module):
     each followed by 2x average pooling, a bottleneck block at ``f_K``, decoder
     stages of (2x transposed conv to ``f_k``, concatenation with the skip, block at
     ``f_k``), and a **linear** 1x1 convolution to one channel (no output
-    activation/scaling). A block is two 3x3 convs, each with instance normalisation (``norm``) and LeakyReLU(0.2). Inputs whose
-    size is not divisible by ``2**K`` are edge-padded and the output is cropped
+    activation/scaling). A block is two 3x3 convs, each followed by instance normalisation
+    (``norm``) and LeakyReLU(0.2). Inputs whose size is not divisible by ``2**K`` are edge-padded and the output is cropped
     back to ``shape``. Works for 1-, 2- and 3-D shapes.
 
     Attributes:
@@ -78,10 +78,10 @@ class UNet(nn.Module):
       latent_seed, smoothness, length_scale: the fixed GRF latent
         (length scale in grid points, default ``0.1 * max(shape)``).
       norm: ``"instance"`` (default): normalise every convolution's output over space per
-        channel, as deep-image-prior U-Nets do; ``"none"``: plain convolutions. Without it the
-        linear-output U-Net diverges in its first Adam step at FAD-FWI's lr 0.01 (every weight
-        moves by ~lr at once and the unnormalised network amplifies that into thousands of m/s;
-        benchmarks/results/README.md), with it the same run trains.
+        channel, as deep-image-prior U-Nets do, so the output does not grow with the scale of
+        the inner weights; ``"none"``: plain convolutions. In our FAD-FWI runs at the paper's
+        Adam lr 0.01 the plain U-Net diverged within a few updates and the normalised one
+        trained (benchmarks/results/README.md).
       dtype: float dtype (default float32, float64 under x64).
 
     ``apply(params)`` -> array of ``shape``. Used with scale S = 1 m/s (FAD-FWI's
