@@ -38,7 +38,7 @@ def _model(nz, nx):
     return np.broadcast_to(np.linspace(1500.0, 4500.0, nz, dtype=np.float32)[:, None], (nz, nx)).copy()
 
 
-def run_jax(case, mode, repeats, checkpoint, shot_batch):
+def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
     import warnings
 
     import jax
@@ -52,7 +52,7 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch):
     v = jnp.asarray(_model(nz, nx))
     w = jaxfwi.ricker(f0, nt, dt)
     s = jaxfwi.Survey.surface_line((nz, nx), ns, w, dt)
-    kw = dict(accuracy=8, pml_width=20, checkpoint=checkpoint, shot_batch=shot_batch, max_vel=4500.0)
+    kw = dict(accuracy=8, pml_width=pml_width, checkpoint=checkpoint, shot_batch=shot_batch, max_vel=4500.0)
     plan, _ = jaxfwi.plan_propagation(v, dx, s, **{**kw, "checkpoint": None}, warn=False)
     if mode == "forward":
         fn = jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
@@ -67,8 +67,8 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch):
         t0 = time.perf_counter()
         jax.block_until_ready(fn(v))
         times.append(time.perf_counter() - t0)
-    cells = (nz + 40) * (nx + 40)
-    return dict(code="jaxfwi", case=case, mode=mode, checkpoint=str(checkpoint), shot_batch=plan.shot_batch,
+    cells = (nz + 2 * pml_width) * (nx + 2 * pml_width)
+    return dict(code="jaxfwi", case=case, mode=mode, pml_width=pml_width, checkpoint=str(checkpoint), shot_batch=plan.shot_batch,
                 substeps=plan.substeps, compile_s=compile_s - float(np.median(times)), median_s=float(np.median(times)),
                 gpts_per_s=plan.nt_internal * cells * ns / float(np.median(times)),
                 device=str(jax.devices()[0].platform))
@@ -110,7 +110,7 @@ def run_deepwave(case, mode, repeats):
 def _child(args):
     if args.code == "jaxfwi":
         cp = None if args.checkpoint == "None" else ("sqrt" if args.checkpoint == "sqrt" else int(args.checkpoint))
-        row = run_jax(args.case, args.mode, args.repeats, cp, args.shot_batch)
+        row = run_jax(args.case, args.mode, args.repeats, cp, args.shot_batch, args.pml_width)
     else:
         row = run_deepwave(args.case, args.mode, args.repeats)
     row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -123,6 +123,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="the small 'quick' case, 1 repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--shot-batch", type=int, default=None)
+    p.add_argument("--pml-width", type=int, default=20, help="jaxfwi's C-PML width in cells (default 20)")
     p.add_argument("--modes", nargs="+", default=["forward", "grad"],
                    help="forward, grad (default segments: sqrt(nt)), grad-ckpt (checkpoint='sqrt' given explicitly)")
     p.add_argument("--no-deepwave", action="store_true")
@@ -157,6 +158,7 @@ def main():
                "--case", args.case, "--repeats", str(args.repeats)]
         if args.shot_batch:
             cmd += ["--shot-batch", str(args.shot_batch)]
+        cmd += ["--pml-width", str(args.pml_width)]
         out = subprocess.run(cmd, capture_output=True, text=True)
         line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
         if not line:

@@ -232,15 +232,18 @@ def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
         for (d, start, w), (a, b), (psi, zeta) in zip(strips, pml_coefs, mem):
             h = lax.slice_in_dim(u, start - r, start + w + r, axis=d)
             psi = b * psi + a * _d1(h, d, w, r, ck1, inv_h[d])
-            psi_x = _d1(_pad_axis(psi, d, r, r), d, w, r, ck1, inv_h[d])
-            zeta = b * zeta + a * (_d2(h, d, w, r, c0, ck2, inv_h2[d]) + psi_x)
+            # d(psi)/dx reaches r cells beyond the strip on both sides (psi is zero outside it):
+            # evaluated on the strip widened by r, [start - r, start + w + r)
+            psi_x = _d1(_pad_axis(psi, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
+            zeta = b * zeta + a * (_d2(h, d, w, r, c0, ck2, inv_h2[d]) + lax.slice_in_dim(psi_x, r, r + w, axis=d))
             new_mem.append((psi, zeta))
-            # in place, on the strip only
+            term = psi_x + _pad_axis(zeta, d, r, r)
+            # in place, on the widened strip only
             if with_acc:
-                acc = _add_to_strip(acc, psi_x + zeta, d, start)
+                acc = _add_to_strip(acc, term, d, start - r)
             else:
-                v2s = lax.slice_in_dim(v2dt2, start, start + w, axis=d)
-                u_next = _add_to_strip(u_next, v2s * (psi_x + zeta), d, start)
+                v2s = lax.slice_in_dim(v2dt2, start - r, start + w + r, axis=d)
+                u_next = _add_to_strip(u_next, v2s * term, d, start - r)
         if with_acc:
             acc = acc.reshape(-1).at[src_idx].add(f * inv_dv).reshape(ext)
             u_next = 2.0 * u - u_prev + v2dt2 * acc
@@ -272,10 +275,10 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)  # on the fresh buffer: in place
         new_ct = []
         for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
-            e_ct = lax.slice_in_dim(mu, start, start + w, axis=d)
-            zeta_ct = e_ct + zeta_ct
-            psix_ct = e_ct + a * zeta_ct
-            psi_ct = -_d1(_pad_axis(psix_ct, d, r, r), d, w, r, ck1, inv_h[d]) + psi_ct
+            e_ct = lax.slice_in_dim(mu, start - r, start + w + r, axis=d)  # the widened strip
+            zeta_ct = lax.slice_in_dim(e_ct, r, r + w, axis=d) + zeta_ct
+            psix_ct = e_ct + _pad_axis(a * zeta_ct, d, r, r)
+            psi_ct = -_d1(psix_ct, d, w, r, ck1, inv_h[d]) + psi_ct
             ux_ct = a * psi_ct
             uxx_ct = a * zeta_ct
             h_ct = (-_d1(_pad_axis(ux_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
