@@ -55,8 +55,18 @@ import traceback
 import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:
-    sys.path.insert(0, HERE)
+def _bench(name):
+    """A sibling script of this folder as a module (``benchmarks/`` is not a package)."""
+    import importlib.util
+
+    key = f"_jaxfwi_benchmarks_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(HERE, f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[key]
+
 
 DEFAULT_BUDGET_S = 540.0
 RESERVE_S = 15.0  # kept back at the end: summary, last checkpoint, process exit
@@ -74,10 +84,11 @@ DRY = dict(
     prop2d=(24, 40, 2, 100, 0.0019, 8.0, 15.0),  # nz, nx, shots, nt, dt, f0, dx (as propagator.CASES)
     prop3d=dict(shape=(10, 12, 12), dx=50.0, n_shots=1, f0=6.0, dt=0.004, nt=40, vmin=2000.0, vmax=4500.0),
     acquisition={"nt": 100},  # on the synthetic preset (24 x 48, 4 shots)
-    epoch_methods=["ig-fwi"],  # the seeds and repro stages reuse its compiled epoch
+    epoch_methods=["adfwi"],  # the seeds and repro stages reuse its compiled epoch (fastest to compile)
+    seed_method="adfwi",
     epochs=2,
     n_seeds=2,
-    repro_methods=["ig-fwi"],
+    repro_methods=["adfwi"],
     repro_epochs={"smooth": 3, "constant": 4},
 )
 
@@ -87,7 +98,7 @@ DRY = dict(
 
 def item_list(dry_run: bool):
     """``[(id, stage)]`` in run order."""
-    from inversion import ALL_METHODS  # benchmarks/inversion.py
+    ALL_METHODS = _bench("inversion").ALL_METHODS  # noqa: N806  (benchmarks/inversion.py)
 
     items = [("correct/2d", "correctness"), ("correct/3d", "correctness")]
     for case in ("marmousi", "bp"):
@@ -96,7 +107,7 @@ def item_list(dry_run: bool):
     items += [("prop/overthrust3d/forward", "propagator"), ("prop/overthrust3d/grad", "propagator")]
     for m in (DRY["epoch_methods"] if dry_run else ALL_METHODS):
         items.append((f"epoch/{m}", "epochs"))
-    items.append((f"seeds/{SEED_METHOD}", "seeds"))
+    items.append((f"seeds/{DRY['seed_method'] if dry_run else SEED_METHOD}", "seeds"))
     for m in (DRY["repro_methods"] if dry_run else REPRO_METHODS):
         for init in ("smooth", "constant"):
             items.append((f"repro/{init}/{m}", "reproduction"))
@@ -183,7 +194,7 @@ def _memory_analysis(compiled):
 
 
 def run_correctness(name, ctx):
-    import device_reference as ref
+    ref = _bench("device_reference")
 
     path = ctx["reference"]
     if not os.path.exists(path):
@@ -231,10 +242,11 @@ def prop_problem(case, dry_run):
     import numpy as np
 
     import jaxfwi
-    from propagator import CASES, _model  # benchmarks/propagator.py: the case definitions
+    prop = _bench("propagator")  # benchmarks/propagator.py: the case definitions
+    CASES, _model = prop.CASES, prop._model  # noqa: N806
 
     if dry_run:  # the correctness problems: their compiled programs are reused (XLA's compilation cache)
-        import device_reference as ref
+        ref = _bench("device_reference")
 
         name = "3d" if case == "overthrust3d" else "2d"
         _, v, dx, survey, kw = ref.problem(name)
@@ -283,7 +295,7 @@ def run_propagator(case, mode, ctx):
 
     mem_est = devices.gradient_memory_bytes(plan.shape, plan.pml, plan.accuracy, plan.nt_internal, survey.n_shots,
                                             checkpoint=plan.checkpoint, n_receivers=survey.n_receivers)
-    import device_reference as ref
+    ref = _bench("device_reference")
 
     args = (jnp.asarray(v),)
     if mode == "forward":
@@ -853,6 +865,14 @@ def parent_main(args):
         print(f"  skipping {len(done)} finished item(s) from earlier runs", flush=True)
     if todo:
         run_children(args, todo, deadline, lambda s: print(s, flush=True))
+    seen = {r["id"] for r in read_results(args.out)[len(rows) + 1:] if "id" in r}
+    stages = dict(items)
+    for i in todo:  # never started: say why in the results
+        if i not in seen:
+            row = dict(id=i, stage=stages[i], status="skipped_budget", finished_at=now_iso(),
+                       reason=f"the budget of {args.budget:g} s ran out before this item started")
+            append_result(args.out, row)
+            print(_one_line(row), flush=True)
     text = summary(args.out, items)
     print()
     print(text)
