@@ -618,7 +618,7 @@ def child_main(args):
 
         try:
             jax.config.update("jax_compilation_cache_dir", args.compile_cache)
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 2.0)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         except Exception:  # noqa: BLE001
             pass
     deadline = float(args.deadline)
