@@ -37,6 +37,9 @@ The Marmousi stages need the model ``marmousi/marmousi_94x288.npy`` under ``--da
 ``$JAXFWI_DATA``; without it they are skipped with the reason. ``--dry-run`` runs every stage at toy
 size on the built-in synthetic model (a CPU check of the script, well under a minute).
 
+On a lent device machine (whose returned files must be few and shallow) run in a scratch folder and
+bring back one archive; see ``benchmarks/results/gpu/README.md`` for the exact command.
+
 The work runs in a child process (``--isolate``: one per item, so that peak memory is per item); the
 parent enforces the deadline, and records an item as failed if the child dies in it.
 """
@@ -832,6 +835,27 @@ def summary(out_dir, items):
     return text
 
 
+ARCHIVE_SKIP = ("jax_cache", "gather.npz", "true.npy", "initial.npy")
+
+
+def write_archive(out_dir, path):
+    """One ``.tar.gz`` of the output folder that the next device run can unpack and continue from:
+    results, summaries and the reproduction's checkpoints and finished runs; not the compilation
+    cache, the residual gathers or the copies of the true/initial models (re-made on resume)."""
+    import tarfile
+
+    def keep(info):
+        return None if any(part in ARCHIVE_SKIP for part in info.name.split("/")) else info
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with tarfile.open(tmp, "w:gz") as tar:
+        for name in sorted(os.listdir(out_dir)):
+            if name not in ARCHIVE_SKIP:
+                tar.add(os.path.join(out_dir, name), arcname=name, filter=keep)
+    os.replace(tmp, path)
+
+
 def parent_main(args):
     t_start = time.time()
     deadline = t_start + float(args.budget)
@@ -874,6 +898,9 @@ def parent_main(args):
             append_result(args.out, row)
             print(_one_line(row), flush=True)
     text = summary(args.out, items)
+    if args.archive:
+        write_archive(args.out, args.archive)
+        print(f"state archived in {args.archive} ({os.path.getsize(args.archive) / 2**20:.1f} MiB)")
     print()
     print(text)
     print(f"wall {time.time() - t_start:.1f} s; results in {os.path.join(args.out, 'results.jsonl')}")
@@ -892,6 +919,8 @@ def main(argv=None):
     ap.add_argument("--retry-failed", action="store_true", help="run failed / timed-out items again")
     ap.add_argument("--only", default=None, help="comma-separated item ids or prefixes (correct, prop, epoch, ...)")
     ap.add_argument("--compile-cache", default=None, help="XLA compilation cache folder (default OUT/jax_cache)")
+    ap.add_argument("--archive", default=None,
+                    help="also write the state (results, checkpoints) to this .tar.gz; unpack it into --out to resume")
     ap.add_argument("--stop-repro-after-epochs", type=int, default=None,
                     help="stop each reproduction run after this many epochs this invocation (tests resumption)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

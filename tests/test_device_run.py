@@ -57,7 +57,7 @@ def _items():
 @pytest.fixture(scope="module")
 def dry(tmp_path_factory):
     out = tmp_path_factory.mktemp("device_dry")
-    stdout, wall = _run(out, "--stop-repro-after-epochs", "2")
+    stdout, wall = _run(out, "--stop-repro-after-epochs", "2", "--archive", str(out / "state.tar.gz"))
     return out, stdout, wall
 
 
@@ -91,8 +91,17 @@ def test_dry_run_records_every_item(dry):
     print(f"dry run: {wall:.1f} s")
 
 
-def test_second_run_skips_finished_items_and_continues_the_reproduction(dry):
-    out, _, _ = dry
+def test_second_run_skips_finished_items_and_continues_the_reproduction(dry, tmp_path):
+    import tarfile
+
+    src, _, _ = dry
+    out = tmp_path / "resumed"  # as on a fresh device machine: the archive of the last run, unpacked
+    out.mkdir()
+    with tarfile.open(src / "state.tar.gz") as tar:
+        names = tar.getnames()
+        assert "results.jsonl" in names and any(n.endswith("checkpoint.npz") for n in names)
+        assert not any("jax_cache" in n or n.endswith(("true.npy", "gather.npz")) for n in names)
+        tar.extractall(out)
     n_before = len(_rows(out))
     stdout, wall = _run(out)
     rows = _rows(out)
