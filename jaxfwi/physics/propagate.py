@@ -183,22 +183,14 @@ def _normalise_pml(pml_width, ndim, free_surface):
     return tuple((widths[2 * d], widths[2 * d + 1]) for d in range(ndim))
 
 
-CPU_ALL_SHOTS_BYTES = 4 * 2**20  # vmap every shot while one batched wavefield stays below this
-CPU_BATCH_BYTES = 2 * 2**20  # else: shots per group so that one batched wavefield is about this size
+from jaxfwi import devices as _devices  # noqa: E402
+from jaxfwi.devices import CPU_ALL_SHOTS_BYTES, CPU_BATCH_BYTES  # noqa: E402,F401  (re-exported)
 
 
-def default_shot_batch(shape, pml, accuracy, n_shots, dtype=np.float32, backend=None):
-    """Shots propagated together by default: all of them except on CPU, where one wavefield
-    of the group (padded grid + ghost ring, ``dtype``) is kept near the size of the caches.
-    Returns ``None`` for "all shots"."""
-    backend = backend or jax.default_backend()
-    if backend != "cpu":
-        return None
-    cells = math.prod(n + lo + hi + accuracy for n, (lo, hi) in zip(shape, pml))
-    per_shot = cells * np.dtype(dtype).itemsize
-    if n_shots * per_shot <= CPU_ALL_SHOTS_BYTES:
-        return None
-    return max(1, min(n_shots, CPU_BATCH_BYTES // per_shot))
+def default_shot_batch(shape, pml, accuracy, n_shots, dtype=np.float32, backend=None, **kw):
+    """Shots propagated together by default (``None``: all); see :func:`jaxfwi.devices.default_shot_batch`,
+    the one place for device-specific defaults (CPU: cache-sized groups; accelerators: all shots that fit)."""
+    return _devices.default_shot_batch(shape, pml, accuracy, n_shots, dtype, backend, **kw)
 
 
 def _normalise_checkpoint(checkpoint, nt_internal):
@@ -335,7 +327,8 @@ def plan_propagation(
             raise ValueError(f"shot_batch={shot_batch!r} must be a positive integer number of shots (or None).")
         shot_batch = int(min(shot_batch, survey.n_shots))
     else:
-        shot_batch = default_shot_batch(shape, pml, accuracy, survey.n_shots, np.dtype(getattr(v, "dtype", "float32")))
+        shot_batch = default_shot_batch(shape, pml, accuracy, survey.n_shots, np.dtype(getattr(v, "dtype", "float32")),
+                                        nt_internal=nt_internal, checkpoint=seg)
     if snapshot_every is not None:
         if int(snapshot_every) != snapshot_every or snapshot_every < 1:
             raise ValueError(f"snapshot_every={snapshot_every!r} must be a positive number of samples.")
