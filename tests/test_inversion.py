@@ -234,9 +234,9 @@ def test_resume_equals_uninterrupted(problem, params_of, tmp_path):
     np.testing.assert_array_equal(resumed.velocity, full.velocity)
     for k in ("loss", "misfit", "grad_norm", "mse"):
         np.testing.assert_array_equal(resumed.history[k], full.history[k])
-    # a resumed run with other settings is refused
-    with pytest.raises(ValueError, match="other settings"):
-        _fit(problem, param, checkpoint_dir=d, **dict(kw, epochs=9))
+    # a resumed run with other settings is refused, naming the field
+    with pytest.raises(ValueError, match=r"another run(.|\n)*learning_rate: 20.0 -> 10.0"):
+        _fit(problem, param, checkpoint_dir=d, **dict(kw, learning_rate=10.0))
 
 
 def test_snapshots_and_callback(problem, params_of):
@@ -256,20 +256,23 @@ def test_snapshots_and_callback(problem, params_of):
 
 
 def test_nonfinite_loss_raises_and_keeps_checkpoint(problem, params_of, tmp_path):
+    # a misfit that turns NaN from epoch 3 on: the params after 3 updates are the first bad ones
+    def nan_from_3(d_syn, d_obs, it, n_it):
+        return jnp.sum((d_syn - d_obs) ** 2) * jnp.where(it >= 3, jnp.nan, 1.0)
+
     param = params_of("adfwi")
     d = tmp_path / "nan"
-    # an absurd step drives the velocity far beyond max_vel: the time stepping blows up
-    with pytest.raises(NonFiniteLossError, match=r"non-finite at epoch (\d+)") as info:
-        _fit(problem, param, epochs=10, learning_rate=1e6, checkpoint_dir=d, checkpoint_every=1)
-    e = info.value.epoch
-    assert 1 <= e < 10
-    assert len(info.value.history["loss"]) == e
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at epoch 3") as info:
+        _fit(problem, param, epochs=6, learning_rate=20.0, misfit=nan_from_3, checkpoint_dir=d, checkpoint_every=1)
+    assert info.value.epoch == 3
+    assert len(info.value.history["loss"]) == 3
     assert np.all(np.isfinite(info.value.history["loss"]))
-    assert str(d) in str(info.value)
+    assert str(d) in str(info.value) and "resume='new_learning_rate'" in str(info.value)
+    # the checkpoint holds the last good state: 2 epochs (the params after 3 updates gave the NaN)
+    assert info.value.good_epochs == 2
     with np.load(d / "checkpoint.npz") as z:
-        assert int(z["epochs_done"]) == e
+        assert int(z["epochs_done"]) == 2
         assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("state_"))
-
 
 # --------------------------------------------------------------------------- multi-seed
 
