@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Optional
 
 import jax
@@ -115,6 +116,8 @@ def _short(x, n=120):
 def _read(path) -> dict:
     """All arrays of the checkpoint file, or :class:`CheckpointError` naming the file."""
     try:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"not a .npz (zip) archive: {os.path.getsize(path)} bytes")
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
         for k in ("meta", "epochs_done", "history_keys", "snapshot_epochs"):
@@ -126,6 +129,8 @@ def _read(path) -> dict:
         if not isinstance(meta, dict):
             raise ValueError("meta is not a record")
     except Exception as e:  # noqa: BLE001 - zipfile/numpy/json raise many kinds for a damaged file
+        if "pickle" in str(e):  # numpy's advice for a non-array entry does not apply
+            e = ValueError("an entry is not a plain array")
         raise CheckpointError(
             f"checkpoint {path} is damaged or not a jaxfwi checkpoint ({type(e).__name__}: {e}); it cannot be "
             f"resumed: {_START_OVER}.") from None

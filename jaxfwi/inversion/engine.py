@@ -928,6 +928,11 @@ def _resume(directory, identity, epochs, resume, template_state, template_params
     return loaded
 
 
+def _fmt(x) -> str:
+    a = np.asarray(x, dtype=np.float64)
+    return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=6)
+
+
 def _diagnose(rec, e, history, band, max_vel, factor, n_seeds):
     """None, or ``(kind, message)`` if epoch ``e``'s record shows a divergence: ``"state"`` (the loss or
     gradient of the params going into the epoch is non-finite, or the loss blew up) or ``"update"``
@@ -937,7 +942,7 @@ def _diagnose(rec, e, history, band, max_vel, factor, n_seeds):
     if bad:
         mask = ~np.isfinite(rec[bad[0]])
         return "state", (f"the {' and the '.join(bad)} became non-finite at epoch {e} (0-based){seeds(mask)}: "
-                         f"loss={rec['loss']}, grad_norm={rec['grad_norm']}")
+                         f"loss={_fmt(rec['loss'])}, grad_norm={_fmt(rec['grad_norm'])}")
     if factor is not None:
         prev = [np.asarray(r["loss"]) for r in history
                 if band is None or float(np.asarray(r.get("band_hz", band))) == float(band)]
@@ -945,12 +950,12 @@ def _diagnose(rec, e, history, band, max_vel, factor, n_seeds):
             ref = np.max(np.stack(prev), axis=0)
             mask = np.asarray(rec["loss"]) > factor * ref
             if np.any(mask):
-                return "state", (f"the loss blew up at epoch {e} (0-based){seeds(mask)}: {rec['loss']} is more than "
-                                 f"diverge_factor={factor:g} times its largest value so far ({ref})")
+                return "state", (f"the loss blew up at epoch {e} (0-based){seeds(mask)}: {_fmt(rec['loss'])} is more "
+                                 f"than diverge_factor={factor:g} times its largest value so far ({_fmt(ref)})")
     vmin, vmax = np.asarray(rec["v_min"]), np.asarray(rec["v_max"])
     mask = ~np.isfinite(vmin) | ~np.isfinite(vmax) | (vmin <= 0) | (vmax > max_vel * (1 + 1e-5))
     if np.any(mask):
-        return "update", (f"the update of epoch {e} (0-based){seeds(mask)} gives velocities from {vmin} to {vmax} m/s, "
+        return "update", (f"the update of epoch {e} (0-based){seeds(mask)} gives velocities from {_fmt(vmin)} to {_fmt(vmax)} m/s, "
                           f"outside (0, max_vel={max_vel:g}] m/s that the time step is planned for (not propagated)")
     return None
 
