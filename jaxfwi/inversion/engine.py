@@ -744,8 +744,8 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
     if fk["pml_freq"] is None:
         fk["pml_freq"] = peak_frequency(np.asarray(survey.wavelet), survey.dt)
     fk["pml_freq"] = float(fk["pml_freq"])
-    if not (fk["pml_freq"] > 0 and math.isfinite(fk["pml_freq"])):
-        raise ValueError(f"pml_freq={fk['pml_freq']!r} must be a positive frequency in Hz (the C-PML's reference); "
+    if not (fk["pml_freq"] >= 0 and math.isfinite(fk["pml_freq"])):
+        raise ValueError(f"pml_freq={fk['pml_freq']!r} must be a non-negative frequency in Hz (the C-PML's reference); "
                          "leave it unset to use the wavelet's peak frequency.")
     v_check = v0 if n_seeds is None else v0[0]
     plan, _ = plan_propagation(v_check, dx, survey, fk["accuracy"], fk["pml_width"], fk["free_surface"],
