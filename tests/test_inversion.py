@@ -234,9 +234,9 @@ def test_resume_equals_uninterrupted(problem, params_of, tmp_path):
     np.testing.assert_array_equal(resumed.velocity, full.velocity)
     for k in ("loss", "misfit", "grad_norm", "mse"):
         np.testing.assert_array_equal(resumed.history[k], full.history[k])
-    # a resumed run with other settings is refused
-    with pytest.raises(ValueError, match="other settings"):
-        _fit(problem, param, checkpoint_dir=d, **dict(kw, epochs=9))
+    # a resumed run with other settings is refused, naming the field
+    with pytest.raises(ValueError, match=r"another run(.|\n)*learning_rate: 20.0 -> 10.0"):
+        _fit(problem, param, checkpoint_dir=d, **dict(kw, learning_rate=10.0))
 
 
 def test_snapshots_and_callback(problem, params_of):
@@ -256,19 +256,160 @@ def test_snapshots_and_callback(problem, params_of):
 
 
 def test_nonfinite_loss_raises_and_keeps_checkpoint(problem, params_of, tmp_path):
+    # a misfit that turns NaN from epoch 3 on: the params after 3 updates are the first bad ones
+    def nan_from_3(d_syn, d_obs, it, n_it):
+        return jnp.sum((d_syn - d_obs) ** 2) * jnp.where(it >= 3, jnp.nan, 1.0)
+
     param = params_of("adfwi")
     d = tmp_path / "nan"
-    # an absurd step drives the velocity far beyond max_vel: the time stepping blows up
-    with pytest.raises(NonFiniteLossError, match=r"non-finite at epoch (\d+)") as info:
-        _fit(problem, param, epochs=10, learning_rate=1e6, checkpoint_dir=d, checkpoint_every=1)
-    e = info.value.epoch
-    assert 1 <= e < 10
-    assert len(info.value.history["loss"]) == e
+    with pytest.raises(NonFiniteLossError, match=r"non-finite at epoch 3") as info:
+        _fit(problem, param, epochs=6, learning_rate=20.0, misfit=nan_from_3, checkpoint_dir=d, checkpoint_every=1)
+    assert info.value.epoch == 3
+    assert len(info.value.history["loss"]) == 3
     assert np.all(np.isfinite(info.value.history["loss"]))
-    assert str(d) in str(info.value)
+    assert str(d) in str(info.value) and "resume='new_learning_rate'" in str(info.value)
+    # the checkpoint holds the last good state: 2 epochs (the params after 3 updates gave the NaN)
+    assert info.value.good_epochs == 2
     with np.load(d / "checkpoint.npz") as z:
-        assert int(z["epochs_done"]) == e
+        assert int(z["epochs_done"]) == 2
         assert all(np.all(np.isfinite(z[k])) for k in z.files if k.startswith("state_"))
+
+# --------------------------------------------------------------------------- run identity (issue 11)
+
+
+def test_resume_refuses_another_run(problem, params_of, tmp_path):
+    """Everything that determines the result is in the checkpoint's fingerprint: a call that differs
+    in any of it is refused (before anything is compiled), naming the field, and the file is kept."""
+    param = params_of("adfwi")
+    kw = dict(epochs=8, learning_rate=20.0, key=jax.random.key(3))
+    d = tmp_path / "ckpt"
+    _fit(problem, param, checkpoint_dir=d, callback=lambda done, p: done == 2, checkpoint_every=100, **kw)
+    before = (d / "checkpoint.npz").read_bytes()
+    survey, d_obs = problem["survey"], problem["d_obs"]
+    moved = jaxfwi.Survey(np.asarray(survey.sources) + np.array([0, 1]), survey.receivers, survey.wavelet, survey.dt)
+    v_other = problem["v_init"][::-1].copy()  # another initial model with the same maximum
+    cases = {
+        "observed data": dict(d_obs=d_obs + 1e-3 * np.abs(np.asarray(d_obs)).max()),
+        "observed data (d_obs)": dict(d_obs=jnp.zeros_like(d_obs)),
+        "dx": dict(dx=21.0),
+        "initial model (v_init)": dict(param=models.build("adfwi", v_other)),
+        "survey.sources": dict(survey=moved),
+        "survey.wavelet": dict(survey=survey.with_wavelet(-survey.wavelet)),
+        "parameterisation.scale": dict(param=models.build("adfwi", problem["v_init"], scale=10.0)),
+        "key": dict(key=jax.random.key(4)),
+        "shot_order": dict(shot_order="cyclic"),
+        "forward.pml_width": dict(forward_kwargs=dict(FK, pml_width=7)),
+    }
+    for field, change in cases.items():
+        args = dict(param=param, d_obs=d_obs, survey=survey, dx=DX, forward_kwargs=FK, **kw)
+        args.update(change)
+        with pytest.raises(ValueError, match="belongs to another run") as info:
+            fit(args.pop("param"), args.pop("d_obs"), args.pop("survey"), args.pop("dx"), checkpoint_dir=d,
+                v_true=problem["v_true"], progress=False, **args)
+        msg = str(info.value)
+        assert field in msg and "resume=False" in msg and "--fresh" in msg, msg
+    assert (d / "checkpoint.npz").read_bytes() == before
+    # more epochs than a checkpoint holds is fine; fewer is refused
+    with pytest.raises(ValueError, match="holds 2 finished epochs, more than epochs=1"):
+        _fit(problem, param, checkpoint_dir=d, **dict(kw, epochs=1))
+
+
+def test_extending_a_finished_run_equals_the_longer_run(problem, params_of, tmp_path):
+    param = params_of("adfwi")
+    kw = dict(learning_rate=20.0, key=jax.random.key(3))
+    d = tmp_path / "ext"
+    short = _fit(problem, param, epochs=3, checkpoint_dir=d, **kw)
+    assert short.epochs == 3
+    longer = _fit(problem, param, epochs=5, checkpoint_dir=d, **kw)
+    full = _fit(problem, param, epochs=5, **kw)
+    assert longer.epochs == 5
+    np.testing.assert_array_equal(longer.velocity, full.velocity)
+    for k in ("loss", "grad_norm", "mse", "v_max"):
+        np.testing.assert_array_equal(longer.history[k], full.history[k])
+    # resume=False starts over in the same folder (here: another learning rate, overwritten)
+    other = _fit(problem, param, epochs=2, checkpoint_dir=d, resume=False, **dict(kw, learning_rate=10.0))
+    assert other.epochs == 2 and not np.array_equal(other.history["loss"], full.history["loss"][:2])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "random bytes", "empty"])
+def test_damaged_checkpoint_names_the_file(problem, params_of, tmp_path, damage):
+    param = params_of("adfwi")
+    d = tmp_path / "dmg"
+    kw = dict(epochs=1, learning_rate=20.0, key=jax.random.key(3))
+    _fit(problem, param, checkpoint_dir=d, **kw)
+    f = d / "checkpoint.npz"
+    raw = bytearray(f.read_bytes())
+    if damage == "truncated":
+        raw = raw[: len(raw) // 2]
+    elif damage == "flipped byte":
+        i = raw.find(b"state_0") + 200  # inside the first state array
+        raw[i] ^= 0x01
+    elif damage == "random bytes":
+        raw = bytearray(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    else:
+        raw = bytearray()
+    f.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged") as info:
+        _fit(problem, param, checkpoint_dir=d, **kw)
+    msg = str(info.value)
+    assert str(f) in msg and "resume=False" in msg and "allow_pickle" not in msg, msg
+    # starting over replaces it
+    assert _fit(problem, param, checkpoint_dir=d, resume=False, **kw).epochs == 1
+    assert _fit(problem, param, checkpoint_dir=d, **kw).epochs == 1
+
+
+def test_divergence_keeps_last_good_state_and_continues_with_new_learning_rate(problem, tmp_path):
+    """Without bounds, a too large step takes the model above the max_vel the time step is planned
+    for at epoch 2's update: the run stops before propagating it, the checkpoint holds the 2 good
+    epochs, the same call is refused, and resume="new_learning_rate" continues from them."""
+    param = models.build("adfwi", problem["v_init"], bounds=None)
+    d = tmp_path / "div"
+    kw = dict(epochs=5, key=jax.random.key(3), checkpoint_dir=d)
+    with pytest.raises(NonFiniteLossError, match=r"update of epoch 2 .*outside \(0, max_vel=3375\]") as info:
+        _fit(problem, param, learning_rate=450.0, **kw)
+    assert info.value.good_epochs == 2 and info.value.checkpoint == str(d / "checkpoint.npz")
+    first = info.value.history["loss"]
+    with pytest.raises(ValueError, match="diverged"):
+        _fit(problem, param, learning_rate=450.0, **kw)
+    with pytest.raises(ValueError, match="learning_rate: 450.0 -> 20.0"):
+        _fit(problem, param, learning_rate=20.0, **kw)
+    r = _fit(problem, param, learning_rate=20.0, resume="new_learning_rate", **kw)
+    assert r.epochs == 5
+    np.testing.assert_array_equal(r.history["loss"][:2], first[:2])
+    assert np.all(r.history["v_max"] <= 3375.0) and np.all(r.history["v_min"] > 0)
+    # the continued run now resumes as itself
+    assert _fit(problem, param, learning_rate=20.0, **dict(kw, epochs=5)).epochs == 5
+
+
+def test_default_bounds_keep_every_model_physical(problem, params_of):
+    """adfwi with learning_rate=600 (issue 11: -3808..5940 m/s before): every velocity stays in the
+    default bounds (0.5 min, 1.25 max of v_init) = the max_vel the time step is planned for, and the
+    history counts the cells held at the bounds."""
+    param = params_of("adfwi")
+    assert param.bounds == (1000.0, 3375.0)
+    r = _fit(problem, param, epochs=4, learning_rate=600.0)
+    assert float(r.velocity.min()) >= 1000.0 and float(r.velocity.max()) <= 3375.0
+    h = r.history
+    assert np.all(h["v_min"] >= 1000.0) and np.all(h["v_max"] <= 3375.0)
+    assert h["at_lower"][-1] > 0 and h["at_upper"][-1] > 0
+    for method in models.METHODS:
+        b = models.build(method, problem["v_init"]).bounds
+        assert b == models.default_bounds(problem["v_init"]), method
+    assert models.build("adfwi", problem["v_init"], bounds=None).bounds is None
+
+
+def test_gradient_memory_checked_before_compiling(problem, params_of, monkeypatch):
+    from jaxfwi.inversion import GradientMemoryError, memory
+    from jaxfwi.physics.propagate import plan_propagation
+
+    plan, _ = plan_propagation(problem["v_init"], DX, problem["survey"], **FK)
+    full = memory.gradient_bytes(plan, 3, 64)
+    assert memory.gradient_bytes(plan, 1, 64) < full
+    assert memory.gradient_bytes(plan, 3, 64, checkpoint=5) != full
+    monkeypatch.setattr(memory, "available_bytes", lambda device=None: 1000)
+    with pytest.raises(GradientMemoryError, match=r"GiB(.|\n)*shot_batch(.|\n)*checkpoint") as info:
+        _fit(problem, params_of("adfwi"), epochs=1, learning_rate=20.0)
+    assert "Nothing was compiled" in str(info.value)
 
 
 # --------------------------------------------------------------------------- multi-seed

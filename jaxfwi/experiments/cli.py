@@ -14,6 +14,12 @@ import sys
 
 __all__ = ["add_run_parser", "add_report_parser", "cmd_run", "cmd_report"]
 
+
+def _fail(message: str):
+    """A usage error: one line on stderr, exit status 2 (no traceback)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
 _RUN_EPILOG = """\
 examples:
   jaxfwi run --models synthetic:default --reduce 1 --inits smooth constant \\
@@ -128,8 +134,8 @@ def _config_dict(args) -> dict:
         try:
             with open(args.config, "rb") as f:
                 cfg = tomllib.load(f)
-        except OSError as e:
-            sys.exit(f"jaxfwi run: --config {args.config!r}: {e}")
+        except (OSError, ValueError) as e:  # ValueError: tomllib.TOMLDecodeError
+            _fail(f"jaxfwi run: error: --config {args.config!r}: {e}")
         cfg.setdefault("defaults", {})
         cfg.setdefault("grid", [])
         if isinstance(cfg["grid"], dict):
@@ -148,7 +154,7 @@ def _config_dict(args) -> dict:
             if getattr(args, k) is not None}
     if not cfg["grid"]:
         if "methods" not in axes:
-            sys.exit("jaxfwi run: nothing to run; give --config FILE or at least --methods (and --models).")
+            _fail("jaxfwi run: error: nothing to run; give --config FILE or at least --methods (and --models).")
         cfg["grid"] = [{}]
     for g in cfg["grid"]:
         g.update(axes)
@@ -163,7 +169,7 @@ def cmd_run(args):
     try:
         scenarios = scenarios_from_dict(_config_dict(args))
     except (ValueError, TypeError) as e:
-        sys.exit(f"jaxfwi run: {e}")
+        _fail(f"jaxfwi run: error: {e}")
     print(f"jaxfwi run: {len(scenarios)} runs -> {args.results}")
     recs = run_scenarios(scenarios, args.results, data_dir=args.data_dir, vmap_seeds=not args.no_vmap_seeds,
                          progress=not args.quiet, checkpoint_every=args.checkpoint_every, dry_run=args.dry_run,
@@ -187,9 +193,9 @@ def cmd_report(args):
     from jaxfwi.experiments.report import build_report, collect  # noqa: PLC0415
 
     if not Path(args.results).is_dir():
-        sys.exit(f"jaxfwi report: --results {args.results!r} is not a folder; run `jaxfwi run` first.")
+        _fail(f"jaxfwi report: error: --results {args.results!r} is not a folder; run `jaxfwi run` first.")
     if not collect(args.results):
-        sys.exit(f"jaxfwi report: no finished runs in {args.results!r}.")
+        _fail(f"jaxfwi report: error: no finished runs in {args.results!r}.")
     figs = args.figures
     if not figs or figs == ["none"]:
         figs = "none"

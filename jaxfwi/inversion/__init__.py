@@ -9,16 +9,19 @@ Quick start::
     result.velocity        # [nz, nx] m/s
     result.history["loss"] # [epochs]
 """
-from jaxfwi.inversion.checkpoints import load_checkpoint, save_checkpoint  # noqa: F401
+from jaxfwi.inversion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint  # noqa: F401
 from jaxfwi.inversion.engine import (  # noqa: F401
     FORWARD_OPTIONS,
+    DivergenceError,
     InversionResult,
     NonFiniteLossError,
     default_max_vel,
     fit,
     fit_seeds,
     make_loss,
+    run_identity,
 )
+from jaxfwi.inversion.memory import GradientMemoryError, gradient_bytes  # noqa: F401
 from jaxfwi.inversion.methods import (  # noqa: F401
     METHOD_DEFAULTS,
     invert,
@@ -29,7 +32,8 @@ from jaxfwi.inversion.objective import Misfit, Regularizer, tv_regularizer  # no
 from jaxfwi.inversion.sharding import shot_mesh  # noqa: F401
 
 __all__ = [
-    "FORWARD_OPTIONS", "InversionResult", "METHOD_DEFAULTS", "Misfit", "NonFiniteLossError", "Regularizer",
-    "default_max_vel", "fit", "fit_seeds", "invert", "invert_seeds", "load_checkpoint", "make_loss",
-    "method_defaults", "save_checkpoint", "shot_mesh", "tv_regularizer",
+    "CheckpointError", "DivergenceError", "FORWARD_OPTIONS", "GradientMemoryError", "InversionResult",
+    "METHOD_DEFAULTS", "Misfit", "NonFiniteLossError", "Regularizer", "default_max_vel", "fit", "fit_seeds",
+    "gradient_bytes", "invert", "invert_seeds", "load_checkpoint", "make_loss", "method_defaults", "run_identity",
+    "save_checkpoint", "shot_mesh", "tv_regularizer",
 ]

@@ -22,6 +22,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
+import math
+import os
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -33,13 +37,14 @@ import optax
 
 from jaxfwi import metrics as _metrics
 from jaxfwi.inversion import checkpoints as _ckpt
+from jaxfwi.inversion import memory as _memory
 from jaxfwi.inversion import objective as _obj
 from jaxfwi.inversion import sharding as _shard
 from jaxfwi.physics import Survey, forward, plan_propagation
 from jaxfwi.physics.wavelets import peak_frequency
 
-__all__ = ["fit", "fit_seeds", "make_loss", "InversionResult", "NonFiniteLossError",
-           "FORWARD_OPTIONS", "default_max_vel"]
+__all__ = ["fit", "fit_seeds", "make_loss", "InversionResult", "DivergenceError", "NonFiniteLossError",
+           "FORWARD_OPTIONS", "default_max_vel", "run_identity", "RESUME_MODES", "DIVERGE_FACTOR"]
 
 #: options passed on to :func:`jaxfwi.forward`, with fit's defaults
 FORWARD_OPTIONS = {
@@ -56,16 +61,32 @@ FORWARD_OPTIONS = {
 
 MAX_VEL_MARGIN = 1.25
 
+#: a loss above this factor times the largest loss so far (of the current multiscale band) is a divergence
+DIVERGE_FACTOR = 1e3
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss or gradient became NaN/inf. Attributes: ``epoch`` (0-based), ``history``
-    (records of the finished epochs), ``checkpoint`` (path of the last good checkpoint or None)."""
+#: values of ``resume``: True (identical runs only), False (start over), or "new_learning_rate"
+RESUME_MODES = (True, False, "new_learning_rate")
 
-    def __init__(self, message, epoch, history, checkpoint):
+
+class DivergenceError(FloatingPointError):
+    """The run diverged: the loss or gradient became NaN/inf, the loss blew up (above
+    ``diverge_factor`` times its largest value so far), or a velocity left ``(0, max_vel]``.
+
+    Attributes: ``epoch`` (0-based epoch where it was detected), ``history`` (records of the
+    finished epochs), ``checkpoint`` (path of the checkpoint now holding the last good state, or
+    None), ``good_epochs`` (epochs done in that state). Continue from it with a smaller step:
+    ``fit(..., learning_rate=smaller, resume="new_learning_rate")``."""
+
+    def __init__(self, message, epoch, history, checkpoint, good_epochs=None):
         super().__init__(message)
         self.epoch = epoch
         self.history = history
         self.checkpoint = checkpoint
+        self.good_epochs = good_epochs
+
+
+#: the former name of :class:`DivergenceError`
+NonFiniteLossError = DivergenceError
 
 
 @dataclasses.dataclass
@@ -267,8 +288,19 @@ def _epoch(cfg: _Config, state, epoch, n_epochs, shot_key_data, d_obs, survey, v
         (params, opt_state), (mis, reg, gn) = jax.lax.scan(one_update, (params, opt_state), (idx, w, us))
         mis, reg, gn = jnp.sum(mis), jnp.mean(reg), jnp.max(gn)
     rec = {"loss": mis + reg, "misfit": mis, "regularizer": reg, "grad_norm": gn}
-    if cfg.with_metrics:
+    # the model after the update: its range (checked on the host before it is propagated) and
+    # the cells the bounds hold (unbounded value at or beyond a bound)
+    bounds = getattr(cfg.param, "bounds", None)
+    if bounds is not None and hasattr(cfg.param, "unbounded_velocity"):
+        u = cfg.param.unbounded_velocity(params)
+        v = cfg.param.apply_bounds(u)
+        rec["at_lower"] = jnp.sum(u <= bounds[0]).astype(jnp.int32)
+        rec["at_upper"] = jnp.sum(u >= bounds[1]).astype(jnp.int32)
+    else:
         v = cfg.param.velocity(params)
+    rec["v_min"] = jnp.min(v)
+    rec["v_max"] = jnp.max(v)
+    if cfg.with_metrics:
         rec["mse"] = _metrics.mse(v, v_true)
         rec["mae"] = _metrics.mae(v, v_true)
         if cfg.with_ssim:
@@ -322,6 +354,8 @@ def _check_data(d_obs, survey, n_seeds):
         extra = " (or [n_seeds, n_shots, n_receivers, nt])" if n_seeds is not None else ""
         raise ValueError(f"d_obs has shape {tuple(d.shape)} but the survey records {want} = [n_shots, n_receivers, "
                          f"nt]{extra}; model the data with the same survey.")
+    if jnp.iscomplexobj(d) if isinstance(d, jax.Array) else np.iscomplexobj(d):
+        raise ValueError(f"d_obs has complex dtype {d.dtype}; observed pressure data are real: pass np.real(d_obs).")
     if not isinstance(d_obs, jax.core.Tracer):
         dn = np.asarray(d_obs)
         if not np.all(np.isfinite(dn)):
@@ -335,8 +369,16 @@ def _normalise_forward(forward_kwargs):
         if k not in FORWARD_OPTIONS:
             raise ValueError(f"forward_kwargs: unknown option {k}={v!r}; valid: {sorted(FORWARD_OPTIONS)}.")
         fk[k] = v
-    if isinstance(fk["pml_width"], (list, tuple, np.ndarray)):
-        fk["pml_width"] = tuple(int(p) for p in fk["pml_width"])
+    pw = fk["pml_width"]
+    widths = list(np.ravel(pw)) if isinstance(pw, (list, tuple, np.ndarray)) else [pw]
+    if not widths or any(isinstance(w, bool) or not isinstance(w, (int, np.integer, float, np.floating))
+                         or not math.isfinite(w) or int(w) != w or w < 0 for w in widths):
+        raise ValueError(f"pml_width={pw!r}: every width must be a non-negative whole number of cells (one, or "
+                         "2 * ndim: [top, bottom, left, right] in 2-D); e.g. pml_width=20.")
+    if isinstance(pw, (list, tuple, np.ndarray)):
+        fk["pml_width"] = tuple(int(p) for p in widths)
+    else:
+        fk["pml_width"] = int(pw)
     return fk
 
 
@@ -358,25 +400,128 @@ def _batch_layout(n_shots, shot_batch, updates_per_epoch, n_dev):
     return bsz, nb, u
 
 
-def _meta(cfg: _Config, *, n_seeds, epochs, key_data, d_shape, data_per_seed, shot_order, fk):
-    return {
-        "n_seeds": n_seeds,
-        "epochs": int(epochs),
-        "key": np.asarray(key_data).ravel().tolist(),
-        "data_shape": list(d_shape),
-        "data_per_seed": bool(data_per_seed),
-        "model_shape": list(cfg.param.shape),
-        "representation": type(cfg.param.module).__name__,
-        "misfit": cfg.misfit.name,
-        "regularizer": None if cfg.regularizer is None else cfg.regularizer.name,
-        "bands": None if cfg.bands is None else list(cfg.bands),
+def _digest(*xs) -> str:
+    """Content hash of arrays / pytrees of arrays (dtype, shape and bytes of every leaf)."""
+    h = hashlib.sha256()
+    for x in xs:
+        if x is None:
+            h.update(b"None")
+            continue
+        for leaf in jax.tree_util.tree_leaves(x):
+            if isinstance(leaf, jax.Array) and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                leaf = jax.random.key_data(leaf)
+            a = np.ascontiguousarray(_ckpt.to_host(leaf))
+            h.update(f"{a.dtype}{a.shape}".encode())
+            h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()[:24]
+
+
+def _fn_name(f) -> str:
+    name = getattr(f, "__qualname__", None) or getattr(f, "__name__", None)
+    if name is None and hasattr(f, "fun"):  # jax.custom_jvp / custom_vjp objects
+        return _fn_name(f.fun)
+    return f"{getattr(f, '__module__', None) or '?'}.{name or type(f).__qualname__}"
+
+
+def _describe(x, depth=0):
+    """A stable, JSON-able description of a setting: numbers and strings as they are, arrays by
+    content hash, dataclasses (modules, misfits) by their fields, functions by qualified name and
+    the values they close over (so ``optax.adam(1e-3)`` and ``optax.adam(1e-2)`` differ)."""
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return x if math.isfinite(x) else repr(x)
+    if isinstance(x, np.generic):
+        return _describe(x.item(), depth)
+    if isinstance(x, (np.ndarray, jax.Array)):
+        return _describe(np.asarray(x).item(), depth) if np.ndim(x) == 0 and not jnp.issubdtype(
+            x.dtype, jax.dtypes.prng_key) else _digest(x)
+    if depth > 12:
+        return type(x).__qualname__
+    if isinstance(x, (list, tuple)):
+        return [_describe(v, depth + 1) for v in x]
+    if isinstance(x, dict):
+        return {str(k): _describe(v, depth + 1) for k, v in sorted(x.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(x, functools.partial):
+        return {"partial": _describe(x.func, depth + 1), "args": _describe(x.args, depth + 1),
+                "keywords": _describe(x.keywords, depth + 1)}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        out = {"type": type(x).__qualname__}
+        for f in dataclasses.fields(x):
+            if f.name in ("parent", "name"):
+                continue
+            out[f.name] = _describe(getattr(x, f.name, None), depth + 1)
+        return out
+    if callable(x):
+        name = _fn_name(x)
+        code = getattr(x, "__code__", None)
+        cells = getattr(x, "__closure__", None) or ()
+        closure = {}
+        for n, c in zip(getattr(code, "co_freevars", ()), cells):
+            try:
+                closure[n] = _describe(c.cell_contents, depth + 1)
+            except ValueError:  # empty cell
+                closure[n] = None
+        defaults = getattr(x, "__defaults__", None)
+        if defaults:
+            closure["__defaults__"] = _describe(defaults, depth + 1)
+        return {"fn": name, **closure} if closure else name
+    return type(x).__qualname__
+
+
+def _flat(prefix, d):
+    if isinstance(d, dict):
+        return {f"{prefix}.{k}": v for k, v in d.items()}
+    return {prefix: d}
+
+
+def _epochs_matter(cfg) -> bool:
+    """Whether the schedule depends on the total number of epochs (WECI weight, multiscale bands,
+    a misfit of (iteration, n_iterations)): then extending a run is not the same run."""
+    return cfg.bands is not None or cfg.misfit.kind in ("weci", "scheduled")
+
+
+def run_identity(cfg: _Config, *, method, n_seeds, key_data, d_obs, data_per_seed, survey, params0, v_true,
+                 shot_order, fk, lr, optimizer, epochs) -> dict:
+    """The fingerprint of a run: every input and setting that determines its result, as a flat
+    JSON-able dict (arrays by content hash). Two runs with equal fingerprints give the same
+    result; the checkpoint stores it and resume compares it field by field."""
+    p = cfg.param
+    ident = {
+        "observed data (d_obs)": f"{list(d_obs.shape)} {d_obs.dtype} {_digest(d_obs)}",
+        "one data set per seed": bool(data_per_seed),
+        "seeds": n_seeds,
+        "initial model (v_init)": f"{list(np.shape(p.m0))} {_digest(p.m0)}",
+        "initial params": _digest(params0),
+        "survey.sources": f"{list(survey.sources.shape)} {_digest(survey.sources)}",
+        "survey.receivers": f"{list(survey.receivers.shape)} {_digest(survey.receivers)}",
+        "survey.wavelet": f"{list(survey.wavelet.shape)} {_digest(survey.wavelet)}",
+        "survey.dt": survey.dt,
+        "dx": list(cfg.dx),
+        "method": method,
+        "optimizer": "adam (default)" if optimizer is None else _describe(optimizer),
+        "learning_rate": lr,
+        "clip_norm": cfg.clip_norm,
+        "multiscale": None if cfg.bands is None else list(cfg.bands),
         "shot_batch": cfg.batch,
         "updates_per_epoch": cfg.updates,
         "shot_order": shot_order,
-        "clip_norm": cfg.clip_norm,
-        "metrics": cfg.with_metrics,
-        "forward": {k: (list(v) if isinstance(v, tuple) else v) for k, v in sorted(fk.items())},
+        "devices": _shard.n_devices(cfg.mesh),
+        "key": np.asarray(key_data).ravel().tolist(),
+        "v_true": None if v_true is None else _digest(v_true),
+        "dtype": str(jnp.asarray(p.m0).dtype),
     }
+    ident.update(_flat("representation", _describe(getattr(p, "module", p))))
+    for f in ("scale", "mode", "bounds", "clip"):
+        if hasattr(p, f):
+            ident[f"parameterisation.{f}"] = _describe(getattr(p, f))
+    ident.update(_flat("misfit", _describe(cfg.misfit)))
+    ident.update(_flat("regularizer", _describe(cfg.regularizer)))
+    for k, v in sorted(fk.items()):
+        ident[f"forward.{k}"] = _describe(v)
+    if _epochs_matter(cfg):
+        ident["epochs (the schedule depends on them)"] = int(epochs)
+    return json.loads(json.dumps(ident, sort_keys=True))
 
 
 # --------------------------------------------------------------------------- public API
@@ -385,8 +530,9 @@ def _meta(cfg: _Config, *, n_seeds, epochs, key_data, d_shape, data_per_seed, sh
 def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, learning_rate=None,
         misfit="l2", regularizer=None, shot_batch=None, updates_per_epoch: int = 1, shot_order="random",
         multiscale=None, clip_norm=None, v_true=None, checkpoint_dir=None, checkpoint_every: int = 10,
-        resume: bool = True, progress: bool = True, forward_kwargs=None, params=None, callback=None,
-        snapshot_params_every=None, devices=None, method=None) -> InversionResult:
+        resume=True, progress: bool = True, forward_kwargs=None, params=None, callback=None,
+        snapshot_params_every=None, devices=None, method=None, diverge_factor=DIVERGE_FACTOR,
+        memory_check: bool = True) -> InversionResult:
     """Invert ``d_obs`` for the params of a velocity parameterisation.
 
     Args:
@@ -412,9 +558,19 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
       clip_norm: clip the gradient to this global norm before the optimizer.
       v_true: true model ``[nz, nx]`` m/s; adds MSE/MAE/SSIM to the history and ``result.metrics``.
       checkpoint_dir: directory for ``checkpoint.npz`` (params, optimizer state, epoch, history,
-        snapshots), written every ``checkpoint_every`` epochs and at the end.
-      resume: continue from the checkpoint in ``checkpoint_dir`` if there is one (its settings
-        must match); the result equals that of an uninterrupted run.
+        snapshots, and the run's fingerprint, :func:`run_identity`), written atomically every
+        ``checkpoint_every`` epochs, at the end, on Ctrl-C and (the last good state) on a divergence.
+      resume: ``True``: continue from the checkpoint in ``checkpoint_dir`` if there is one, only
+        if it belongs to this very run: the content of ``d_obs``, the initial model and params,
+        the survey (locations, wavelets, dt), ``dx``, every forward option, the method,
+        representation and parameterisation settings, misfit, regulariser, multiscale,
+        optimizer and learning rate, clipping, shot batching and order, devices, key and
+        ``v_true`` must all match, else a ``CheckpointError`` (a ``ValueError``) lists every
+        field that differs. Only ``epochs`` may grow (unless the schedule depends on it:
+        WECI, multiscale): the result then equals an uninterrupted run of that length, bit for
+        bit. ``False``: ignore the checkpoint and start over (it is overwritten).
+        ``"new_learning_rate"``: the same, except that the learning rate may differ: continue
+        from the checkpoint (after a divergence: the last good state) with ``learning_rate``.
       progress: show a tqdm bar with the current loss.
       forward_kwargs: options of :func:`jaxfwi.forward`: ``accuracy`` (8), ``pml_width`` (20),
         ``free_surface`` (False), ``max_vel`` (default :func:`default_max_vel`: the upper bound
@@ -426,14 +582,24 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
       snapshot_params_every: keep a host copy of the params every this many epochs (and at 0)
         in ``result.snapshots`` (e.g. for kernel drift along training).
       devices: None (all ``jax.devices()``: shots sharded over them), an int, or a list.
-      method: method name, only used for the default learning rate.
+      method: method name, used for the default learning rate (and recorded in the fingerprint).
+      diverge_factor: a loss above this factor times its largest value so far (within the current
+        multiscale band) is a divergence (default 1e3); None: only NaN/inf.
+      memory_check: estimate the memory of one mini-batch gradient before compiling
+        (:mod:`jaxfwi.inversion.memory`) and raise ``GradientMemoryError`` if it exceeds the
+        device's free memory.
 
     Returns:
-      :class:`InversionResult`.
+      :class:`InversionResult`. ``history`` also holds ``v_min`` / ``v_max`` (m/s) of the model
+      after each update and, with bounds, ``at_lower`` / ``at_upper``: the number of cells the
+      bounds hold (unbounded value at or beyond a bound).
 
     Raises:
-      NonFiniteLossError: the loss or gradient became NaN/inf (the message names the epoch;
-        the last good checkpoint is kept).
+      DivergenceError (alias NonFiniteLossError): the loss or gradient became NaN/inf, the loss
+        blew up (``diverge_factor``), or an update left ``(0, max_vel]`` (never propagated).
+        The message names the epoch; with ``checkpoint_dir`` the checkpoint then holds the last
+        good state (before the divergence), to continue with ``resume="new_learning_rate"``.
+      ValueError: bad inputs (before anything is compiled) or a checkpoint of another run.
     """
     return _fit(param, d_obs, survey, dx, n_seeds=None, epochs=epochs, key=key, optimizer=optimizer,
                 learning_rate=learning_rate, misfit=misfit, regularizer=regularizer, shot_batch=shot_batch,
@@ -441,7 +607,8 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
                 clip_norm=clip_norm, v_true=v_true, checkpoint_dir=checkpoint_dir,
                 checkpoint_every=checkpoint_every, resume=resume, progress=progress,
                 forward_kwargs=forward_kwargs, params=params, callback=callback,
-                snapshot_params_every=snapshot_params_every, devices=devices, method=method)
+                snapshot_params_every=snapshot_params_every, devices=devices, method=method,
+                diverge_factor=diverge_factor, memory_check=memory_check)
 
 
 def fit_seeds(param, d_obs, survey: Survey, dx, *, keys, epochs: int, params=None, **options) -> InversionResult:
@@ -467,31 +634,46 @@ def fit_seeds(param, d_obs, survey: Survey, dx, *, keys, epochs: int, params=Non
 def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, learning_rate=None, misfit="l2",
          regularizer=None, shot_batch=None, updates_per_epoch=1, shot_order="random", multiscale=None,
          clip_norm=None, v_true=None, checkpoint_dir=None, checkpoint_every=10, resume=True, progress=True,
-         forward_kwargs=None, params=None, callback=None, snapshot_params_every=None, devices=None, method=None):
-    # ---- validate (outside jit) ----
+         forward_kwargs=None, params=None, callback=None, snapshot_params_every=None, devices=None, method=None,
+         diverge_factor=DIVERGE_FACTOR, memory_check=True):
+    # ---- validate (outside jit, before anything is compiled) ----
     if not hasattr(param, "velocity") or not hasattr(param, "init"):
         raise TypeError(f"param must be a jaxfwi.models.Parameterization (init/velocity), got {type(param).__name__}; "
                         "build one with jaxfwi.models.build(method, v_init).")
     if not isinstance(survey, Survey):
         raise TypeError(f"survey must be a jaxfwi.Survey, got {type(survey).__name__}.")
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 1:
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer, float)) or int(epochs) != epochs \
+            or epochs < 1:
         raise ValueError(f"epochs={epochs!r} must be a positive integer.")
     epochs = int(epochs)
     if shot_order not in ("random", "cyclic"):
         raise ValueError(f"shot_order={shot_order!r}: use 'random' or 'cyclic'.")
-    if checkpoint_every is not None and (int(checkpoint_every) != checkpoint_every or checkpoint_every < 1):
+    if not any(resume is m for m in RESUME_MODES) and resume != "new_learning_rate":
+        raise ValueError(f"resume={resume!r}: use True (continue an identical run), False (start over) or "
+                         "'new_learning_rate' (continue from the checkpoint with the learning_rate given now).")
+    if checkpoint_every is not None and (isinstance(checkpoint_every, bool) or int(checkpoint_every) !=
+                                         checkpoint_every or checkpoint_every < 1):
         raise ValueError(f"checkpoint_every={checkpoint_every!r} must be a positive number of epochs.")
     if snapshot_params_every is not None and (int(snapshot_params_every) != snapshot_params_every
                                               or snapshot_params_every < 1):
         raise ValueError(f"snapshot_params_every={snapshot_params_every!r} must be a positive number of epochs.")
     if clip_norm is not None:
         clip_norm = float(clip_norm)
-        if not clip_norm > 0:
-            raise ValueError(f"clip_norm={clip_norm!r} must be a positive gradient norm (or None).")
+        if not (clip_norm > 0 and math.isfinite(clip_norm)):
+            raise ValueError(f"clip_norm={clip_norm!r} must be a positive, finite gradient norm (or None).")
+    if diverge_factor is not None:
+        diverge_factor = float(diverge_factor)
+        if not diverge_factor > 1:
+            raise ValueError(f"diverge_factor={diverge_factor!r} must be > 1 (a loss above this factor times its "
+                             "largest value so far counts as a divergence), or None to check only for NaN/inf.")
     data_per_seed = _check_data(d_obs, survey, n_seeds)
     dtype = jnp.asarray(param.m0).dtype
     d_obs = jnp.asarray(d_obs, dtype)
     if v_true is not None:
+        vt = np.asarray(v_true)
+        if np.iscomplexobj(vt) or not np.all(np.isfinite(vt)):
+            raise ValueError("v_true must be a real, finite velocity model in m/s (it has complex, NaN or inf "
+                             "values).")
         v_true = jnp.asarray(v_true, dtype)
         if tuple(v_true.shape) != tuple(param.shape):
             raise ValueError(f"v_true has shape {tuple(v_true.shape)} but the model is {tuple(param.shape)}.")
@@ -505,14 +687,25 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
     # ---- optimizer ----
     if optimizer is None:
         opt = _adam()
-        lr = _default_lr(param, method) if learning_rate is None else float(learning_rate)
-        if not lr > 0:
-            raise ValueError(f"learning_rate={learning_rate!r} must be positive.")
+        if learning_rate is None:
+            lr = _default_lr(param, method)
+        else:
+            try:
+                lr = float(learning_rate)
+            except (TypeError, ValueError):
+                raise ValueError(f"learning_rate={learning_rate!r} must be a positive, finite number.") from None
+            if isinstance(learning_rate, (bool, complex)) or not (lr > 0 and math.isfinite(lr)):
+                raise ValueError(f"learning_rate={learning_rate!r} must be a positive, finite number (Adam's step; "
+                                 "e.g. the method's default, jaxfwi.models.default_learning_rate(method)).")
     else:
         if learning_rate is not None:
             raise ValueError("pass either optimizer=... or learning_rate=..., not both (the optimizer has its own).")
         if not isinstance(optimizer, optax.GradientTransformation):
             raise TypeError(f"optimizer={optimizer!r} must be an optax.GradientTransformation, e.g. optax.adam(1e-3).")
+        if resume == "new_learning_rate":
+            raise ValueError("resume='new_learning_rate' works with the default Adam (learning_rate=...); with "
+                             "optimizer=... the step size lives inside your optimizer, so resume with it unchanged "
+                             "or start over (resume=False).")
         opt, lr = optimizer, None
 
     # ---- initial state ----
@@ -531,21 +724,39 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
 
     # ---- forward options ----
     fk = _normalise_forward(forward_kwargs)
+    user_max_vel = fk["max_vel"] is not None
     if fk["max_vel"] is None:
         fk["max_vel"] = default_max_vel(param, v0)
-    fk["max_vel"] = float(fk["max_vel"])
+    try:
+        fk["max_vel"] = float(fk["max_vel"])
+    except (TypeError, ValueError):
+        raise ValueError(f"forward_kwargs max_vel={fk['max_vel']!r} must be a velocity in m/s.") from None
+    if not (fk["max_vel"] > 0 and math.isfinite(fk["max_vel"])):
+        raise ValueError(f"max_vel={fk['max_vel']!r} must be a positive, finite velocity in m/s.")
+    bounds = getattr(param, "bounds", None)
+    if user_max_vel and bounds is not None and bounds[1] > fk["max_vel"]:
+        raise ValueError(f"max_vel={fk['max_vel']:g} m/s is below the upper velocity bound {bounds[1]:g} m/s of the "
+                         "parameterisation, so the model could leave the range the time step is planned for: raise "
+                         "max_vel to the bound (or leave it unset), or lower the bounds.")
+    if float(np.max(v0)) > fk["max_vel"] * (1 + 1e-6):
+        raise ValueError(f"the initial model reaches {float(np.max(v0)):g} m/s, above max_vel={fk['max_vel']:g} m/s "
+                         "that the time step would be planned for: raise max_vel (or leave it unset).")
     if fk["pml_freq"] is None:
         fk["pml_freq"] = peak_frequency(np.asarray(survey.wavelet), survey.dt)
     fk["pml_freq"] = float(fk["pml_freq"])
+    if not (fk["pml_freq"] >= 0 and math.isfinite(fk["pml_freq"])):
+        raise ValueError(f"pml_freq={fk['pml_freq']!r} must be a non-negative frequency in Hz (the C-PML's reference); "
+                         "leave it unset to use the wavelet's peak frequency.")
     v_check = v0 if n_seeds is None else v0[0]
-    plan_propagation(v_check, dx, survey, fk["accuracy"], fk["pml_width"], fk["free_surface"],
-                     max_vel=fk["max_vel"], checkpoint=fk["checkpoint"], shot_batch=fk["shot_batch"],
-                     cfl=fk["cfl"], substeps=fk["substeps"])
+    plan, _ = plan_propagation(v_check, dx, survey, fk["accuracy"], fk["pml_width"], fk["free_surface"],
+                               max_vel=fk["max_vel"], checkpoint=fk["checkpoint"], shot_batch=fk["shot_batch"],
+                               cfl=fk["cfl"], substeps=fk["substeps"])
     dx_t = (float(dx),) * len(param.shape) if np.ndim(dx) == 0 else tuple(float(h) for h in dx)
 
     # ---- static configuration ----
     mesh = _shard.shot_mesh(devices)
-    bsz, nb, u = _batch_layout(survey.n_shots, shot_batch, updates_per_epoch, _shard.n_devices(mesh))
+    n_dev = _shard.n_devices(mesh)
+    bsz, nb, u = _batch_layout(survey.n_shots, shot_batch, updates_per_epoch, n_dev)
     cfg = _Config(
         param=param, optimizer=opt, misfit=_obj.resolve_misfit(misfit),
         regularizer=_obj.resolve_regularizer(regularizer, spacing=dx_t), dx=dx_t,
@@ -554,23 +765,31 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
         clip_norm=clip_norm, mesh=mesh, with_metrics=v_true is not None,
         with_ssim=v_true is not None and len(param.shape) >= 2 and all(n >= 11 for n in param.shape),
     )
+    if memory_check:
+        per_dev = bsz // n_dev
+        from jaxfwi.physics.propagate import default_shot_batch
+        group = fk["shot_batch"] or default_shot_batch(plan.shape, plan.pml, plan.accuracy, per_dev, dtype)
+        mplan = dataclasses.replace(plan, shot_batch=None if group is None else min(int(group), per_dev))
+        n_par = 1 if n_seeds is None else n_seeds
+        _memory.check_gradient_memory(mplan, per_dev * n_par, survey.n_receivers, dtype,
+                                      device=None if mesh is None else mesh.devices.flat[0])
 
     opt_state = opt.init(params) if n_seeds is None else jax.vmap(opt.init)(params)
     if lr is not None:
         opt_state = _set_lr(opt_state, lr)
     state = (params, opt_state)
 
-    meta = _meta(cfg, n_seeds=n_seeds, epochs=epochs, key_data=jax.random.key_data(key), d_shape=d_obs.shape,
-                 data_per_seed=data_per_seed, shot_order=shot_order, fk=fk)
-    meta["learning_rate"] = lr  # None for a user optimizer (whose settings cannot be fingerprinted)
+    identity = run_identity(cfg, method=method, n_seeds=n_seeds, key_data=jax.random.key_data(key), d_obs=d_obs,
+                            data_per_seed=data_per_seed, survey=survey, params0=params, v_true=v_true,
+                            shot_order=shot_order, fk=fk, lr=lr, optimizer=optimizer, epochs=epochs)
+    meta = {"format": 2, "identity": identity, "epochs": epochs, "lr_changes": [], "diverged": None}
     history: list = []
     snapshots: list = []
     start = 0
     ckpt_path = None
     ckpt_epochs = 0
-    if checkpoint_dir is not None and resume:
-        loaded = _ckpt.load_checkpoint(checkpoint_dir, template_state=jax.device_get(state),
-                                       template_params=jax.device_get(params), meta=meta)
+    if checkpoint_dir is not None and resume is not False:
+        loaded = _resume(checkpoint_dir, identity, epochs, resume, jax.device_get(state), jax.device_get(params))
         if loaded is not None:
             state = jax.tree_util.tree_map(jnp.asarray, loaded["state"])
             start = loaded["epochs_done"]
@@ -578,6 +797,11 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
             snapshots = loaded["snapshots"]
             ckpt_path = _ckpt.checkpoint_path(checkpoint_dir)
             ckpt_epochs = start
+            meta["lr_changes"] = list(loaded["meta"].get("lr_changes", []))
+            old_lr = loaded["meta"]["identity"].get("learning_rate")
+            if resume == "new_learning_rate" and old_lr != lr:
+                state = (state[0], _set_lr(state[1], lr))
+                meta["lr_changes"].append([start, old_lr, lr])
     if start == 0 and snapshot_params_every is not None:
         snapshots = [(0, jax.device_get(state[0]))]
 
@@ -589,9 +813,10 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
     else:
         step = _epoch_vmapped(cfg, data_per_seed)
 
-    def save(st, done):
-        return _ckpt.save_checkpoint(checkpoint_dir, state=st, epochs_done=done, history=history, meta=meta,
-                                     snapshots=snapshots)
+    def save(st, done, diverged=None):
+        m = dict(meta, epochs_done=int(done), diverged=diverged)
+        return _ckpt.save_checkpoint(checkpoint_dir, state=st, epochs_done=done, history=history[:done], meta=m,
+                                     snapshots=[s_ for s_ in snapshots if s_[0] <= done])
 
     if callback is not None and start == 0:
         callback(0, state[0])
@@ -599,6 +824,7 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
     bar = _progress(start, epochs, progress, desc)
     e_arr_total = jnp.asarray(epochs, jnp.int32)
     epochs_done = start
+    prev_state = None
     try:
         for e in range(start, epochs):
             t0 = time.perf_counter()
@@ -606,24 +832,32 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
                                   v_true)
             rec = {k: _ckpt.to_host(v) for k, v in rec.items()}
             elapsed = time.perf_counter() - t0
-            bad = [k for k in ("loss", "grad_norm") if not np.all(np.isfinite(rec[k]))]
-            if bad:
-                which = "" if n_seeds is None else \
-                    f" (seeds {np.flatnonzero(~np.isfinite(rec[bad[0]])).tolist()})"
-                raise NonFiniteLossError(
-                    f"fit: the {' and the '.join(bad)} became non-finite at epoch {e} (0-based){which}: "
-                    f"loss={rec['loss']}, grad_norm={rec['grad_norm']}. "
-                    + (f"The last good checkpoint ({ckpt_path}, {ckpt_epochs} epochs) is kept. "
-                       if ckpt_path else "")
-                    + "Likely causes: too large a learning rate, a velocity beyond max_vel="
-                    f"{fk['max_vel']:g} m/s (unstable time stepping; set bounds on the parameterisation or "
-                    "raise max_vel), or NaN in the data.",
-                    epoch=e, history=_stack_history(history, n_seeds), checkpoint=ckpt_path,
+            band = None if cfg.bands is None else cfg.bands[_obj.band_index(e, epochs, len(cfg.bands))]
+            problem = _diagnose(rec, e, history, band, fk["max_vel"], diverge_factor, n_seeds)
+            if problem is not None:
+                kind, what = problem
+                # "state": the loss/gradient of the current params is bad -> the last good params are
+                # those before the previous update; "update": this epoch's update leaves (0, max_vel]
+                good, good_n = (prev_state, e - 1) if kind == "state" else (state, e)
+                if good is not None and good_n < start:
+                    good = None
+                kept = ""
+                ck = None
+                if checkpoint_dir is not None and good is not None and good_n > 0:
+                    ck = save(good, good_n, diverged=what)
+                    kept = (f" The checkpoint {ck} now holds the last good state ({good_n} epochs, before the "
+                            "divergence); continue from it with a smaller step: the same call with "
+                            "learning_rate=<smaller> and resume='new_learning_rate'.")
+                raise DivergenceError(
+                    f"fit: {what}.{kept} Likely causes: too large a learning rate, a velocity beyond max_vel="
+                    f"{fk['max_vel']:g} m/s (set bounds on the parameterisation), or bad observed data.",
+                    epoch=e, history=_stack_history(history, n_seeds), checkpoint=ck,
+                    good_epochs=good_n if ck else None,
                 )
-            state = new_state
+            prev_state, state = state, new_state
             rec = {"epoch": np.asarray(e), **rec, "time": np.asarray(elapsed)}
-            if cfg.bands is not None:
-                rec["band_hz"] = np.asarray(cfg.bands[_obj.band_index(e, epochs, len(cfg.bands))])
+            if band is not None:
+                rec["band_hz"] = np.asarray(band)
             history.append(rec)
             epochs_done = e + 1
             if snapshot_params_every is not None and epochs_done % snapshot_params_every == 0:
@@ -641,7 +875,7 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
                     ckpt_path, ckpt_epochs = save(state, epochs_done), epochs_done
                 break
     except KeyboardInterrupt:
-        if checkpoint_dir is not None and epochs_done > start:
+        if checkpoint_dir is not None and epochs_done > ckpt_epochs:
             save(state, epochs_done)
             warnings.warn(f"fit interrupted after {epochs_done} epochs; checkpoint saved in {checkpoint_dir}",
                           stacklevel=2)
@@ -658,6 +892,72 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
         res_metrics = _metrics.all_metrics(v, vt) if n_seeds is None else [_metrics.all_metrics(x, vt) for x in v]
     return InversionResult(params=params, velocity=v, history=_stack_history(history, n_seeds), metrics=res_metrics,
                            snapshots=snapshots, param=param, epochs=epochs_done, checkpoint=ckpt_path)
+
+
+def _resume(directory, identity, epochs, resume, template_state, template_params):
+    """Load the checkpoint of ``directory`` for this run, or None if there is none; refuse (with
+    every differing field and the fix) a checkpoint of another run."""
+    path = _ckpt.checkpoint_path(directory)
+    if not os.path.exists(path):
+        return None
+    saved = _ckpt._read(path)["meta"]
+    start_over = ("Use a fresh checkpoint_dir, delete it, or pass resume=False to start over (CLI: --fresh)")
+    if "identity" not in saved:
+        raise _ckpt.CheckpointError(
+            f"checkpoint {path} was written by an older jaxfwi that did not record the run's inputs (data, "
+            f"initial model, survey), so it cannot be checked against this run. {start_over}.")
+    ignore = ("learning_rate",) if resume == "new_learning_rate" else ()
+    diff = _ckpt.diff_identity(saved["identity"], identity, ignore=ignore)
+    if diff:
+        raise _ckpt.CheckpointError(
+            f"checkpoint {path} belongs to another run; {len(diff)} setting(s) differ (checkpoint -> now):\n  "
+            + "\n  ".join(diff) + f"\n{start_over}"
+            + ("; after a divergence, resume='new_learning_rate' allows only the learning rate to change"
+               if "learning_rate" in " ".join(diff) else "") + ".")
+    loaded = _ckpt.load_checkpoint(directory, template_state=template_state, template_params=template_params)
+    done = loaded["epochs_done"]
+    if done > epochs:
+        raise _ckpt.CheckpointError(
+            f"checkpoint {path} holds {done} finished epochs, more than epochs={epochs}: pass epochs >= {done} to "
+            f"continue (or return) that run. {start_over}.")
+    if saved.get("diverged") and resume is True:
+        raise _ckpt.CheckpointError(
+            f"the run in {path} diverged ({saved['diverged']}); the checkpoint holds its last good state ({done} "
+            "epochs). The same settings would diverge again: continue it with learning_rate=<smaller> and "
+            f"resume='new_learning_rate', or start over. {start_over}.")
+    return loaded
+
+
+def _fmt(x) -> str:
+    a = np.asarray(x, dtype=np.float64)
+    return f"{float(a):.6g}" if a.ndim == 0 else np.array2string(a, precision=6)
+
+
+def _diagnose(rec, e, history, band, max_vel, factor, n_seeds):
+    """None, or ``(kind, message)`` if epoch ``e``'s record shows a divergence: ``"state"`` (the loss or
+    gradient of the params going into the epoch is non-finite, or the loss blew up) or ``"update"``
+    (the params after its update give a velocity outside ``(0, max_vel]``)."""
+    seeds = (lambda mask: "" if n_seeds is None else f" (seeds {np.flatnonzero(np.atleast_1d(mask)).tolist()})")
+    bad = [k for k in ("loss", "grad_norm") if not np.all(np.isfinite(rec[k]))]
+    if bad:
+        mask = ~np.isfinite(rec[bad[0]])
+        return "state", (f"the {' and the '.join(bad)} became non-finite at epoch {e} (0-based){seeds(mask)}: "
+                         f"loss={_fmt(rec['loss'])}, grad_norm={_fmt(rec['grad_norm'])}")
+    if factor is not None:
+        prev = [np.asarray(r["loss"]) for r in history
+                if band is None or float(np.asarray(r.get("band_hz", band))) == float(band)]
+        if prev:
+            ref = np.max(np.stack(prev), axis=0)
+            mask = np.asarray(rec["loss"]) > factor * ref
+            if np.any(mask):
+                return "state", (f"the loss blew up at epoch {e} (0-based){seeds(mask)}: {_fmt(rec['loss'])} is more "
+                                 f"than diverge_factor={factor:g} times its largest value so far ({_fmt(ref)})")
+    vmin, vmax = np.asarray(rec["v_min"]), np.asarray(rec["v_max"])
+    mask = ~np.isfinite(vmin) | ~np.isfinite(vmax) | (vmin <= 0) | (vmax > max_vel * (1 + 1e-5))
+    if np.any(mask):
+        return "update", (f"the update of epoch {e} (0-based){seeds(mask)} gives velocities from {_fmt(vmin)} to {_fmt(vmax)} m/s, "
+                          f"outside (0, max_vel={max_vel:g}] m/s that the time step is planned for (not propagated)")
+    return None
 
 
 def _stack_history(history, n_seeds):

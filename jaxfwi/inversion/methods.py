@@ -33,7 +33,8 @@ METHOD_DEFAULTS: dict[str, dict] = {
 #: options of :func:`invert` passed on to :func:`fit`
 FIT_OPTIONS = ("optimizer", "learning_rate", "misfit", "regularizer", "shot_batch", "updates_per_epoch",
                "shot_order", "multiscale", "clip_norm", "v_true", "checkpoint_dir", "checkpoint_every", "resume",
-               "progress", "params", "callback", "snapshot_params_every", "devices", "forward_kwargs")
+               "progress", "params", "callback", "snapshot_params_every", "devices", "forward_kwargs",
+               "diverge_factor", "memory_check")
 
 
 def _name(method: str) -> str:
@@ -92,13 +93,16 @@ def invert(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300,
         - fit options (override the method's defaults): ``learning_rate``, ``optimizer``,
           ``misfit``, ``regularizer``, ``multiscale``, ``shot_batch``, ``updates_per_epoch``,
           ``shot_order``, ``clip_norm``, ``v_true``, ``checkpoint_dir``, ``checkpoint_every``,
-          ``resume``, ``progress``, ``params``, ``callback``, ``snapshot_params_every``, ``devices``;
+          ``resume``, ``progress``, ``params``, ``callback``, ``snapshot_params_every``, ``devices``,
+          ``diverge_factor``, ``memory_check`` (see :func:`~jaxfwi.inversion.fit`);
         - forward options: ``accuracy`` (8), ``pml_width`` (20), ``free_surface`` (False),
           ``max_vel``, ``pml_freq``, ``checkpoint``, ``cfl``, ``substeps`` (or ``forward_kwargs=``);
         - ``pretrain=steps`` (and ``pretrain_lr``): fit the network to ``v_init`` first (L1,
           Adam), the Denorm paper's pretraining strategy (pair with ``mode="none"``);
         - anything else goes to :func:`jaxfwi.models.build` (``scale``, ``mode``, ``bounds``,
-          ``clip``, and module settings such as ``width``).
+          ``clip``, and module settings such as ``width``). Every method keeps the velocity in
+          ``bounds``, by default ``(0.5 min(v_init), 1.25 max(v_init))`` m/s (hard clip; the
+          upper end is the ``max_vel`` the time step is planned for); ``bounds=None`` for none.
 
     Returns:
       :class:`~jaxfwi.inversion.InversionResult`.

@@ -20,6 +20,7 @@ from jaxfwi.models.parameterize import (  # noqa: F401
     Parameterization,
     build,
     count_params,
+    default_bounds,
     default_learning_rate,
     default_scale,
 )
@@ -29,6 +30,6 @@ from jaxfwi.models.unet import UNet  # noqa: F401
 __all__ = [
     "Gabor", "Generator", "Grid", "HashEncoding", "HashGrid", "Hybrid", "LowRank",
     "METHODS", "Parameterization", "Siren", "SirenNet", "UNet", "build", "count_params",
-    "default_learning_rate", "default_scale", "grid_coords", "initial", "matern_grf",
+    "default_bounds", "default_learning_rate", "default_scale", "grid_coords", "initial", "matern_grf",
     "matern_spectrum",
 ]

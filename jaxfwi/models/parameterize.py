@@ -107,6 +107,12 @@ class Parameterization:
         m0 = self.m0
         if not isinstance(m0, jax.core.Tracer):
             arr = np.asarray(m0)
+            if np.iscomplexobj(arr):
+                raise ValueError(f"Parameterization: m0 (v_init) has complex dtype {arr.dtype}; velocities are "
+                                 "real m/s: pass the real part (np.real(v)) if that is what you mean.")
+            if arr.size == 0 or not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise ValueError(f"Parameterization: m0 (v_init) has shape {arr.shape} and dtype {arr.dtype}; "
+                                 "give a non-empty real array of velocities in m/s.")
             if not np.all(np.isfinite(arr)):
                 raise ValueError("Parameterization: m0 contains NaN or inf")
             if np.any(arr <= 0):
@@ -149,7 +155,10 @@ class Parameterization:
 
     def velocity(self, params: dict) -> Array:
         """Velocity array of ``shape`` in m/s (pure; jit/vmap/jvp/vjp-able)."""
-        v = self.unbounded_velocity(params)
+        return self.apply_bounds(self.unbounded_velocity(params))
+
+    def apply_bounds(self, v: Array) -> Array:
+        """``bounds`` applied to an unbounded velocity ``v`` (m/s); identity without bounds."""
         if self.bounds is not None:
             lo, hi = self.bounds
             if self.clip == "hard":
@@ -269,6 +278,23 @@ def default_learning_rate(method: str) -> float:
 
 _PARAM_FIELDS = ("scale", "mode", "bounds", "clip")
 
+#: default velocity bounds of :func:`build`, as factors of the initial model's (min, max)
+DEFAULT_BOUND_FACTORS = (0.5, 1.25)
+
+
+def default_bounds(v_init: Any) -> tuple[float, float]:
+    """The velocity range (m/s) every method of :func:`build` keeps by default:
+    ``(0.5 * min(v_init), 1.25 * max(v_init))``.
+
+    The upper end is the ``max_vel`` :func:`jaxfwi.inversion.fit` plans the time step and
+    the C-PML for, so no model the inversion produces can make the time stepping
+    unstable; the lower end keeps every velocity positive. Pass ``bounds=(vmin, vmax)``
+    to :func:`build` for another range (``fit`` then plans for ``vmax``), or ``bounds=None``
+    for none (``fit`` then stops with an error if a velocity leaves ``(0, max_vel]``)."""
+    arr = np.asarray(v_init, dtype=np.float64)
+    lo, hi = DEFAULT_BOUND_FACTORS
+    return (float(lo * arr.min()), float(hi * arr.max()))
+
 
 def build(method: str, v_init: Any, **overrides) -> Parameterization:
     """The Parameterization of a paper method with the papers' default settings.
@@ -282,17 +308,23 @@ def build(method: str, v_init: Any, **overrides) -> Parameterization:
       **overrides: Parameterization fields (``scale``, ``mode``, ``bounds``,
         ``clip``) and/or module settings (e.g. ``width=64``, ``table_size=2**8``).
     Returns:
-      a :class:`Parameterization` with ``m0 = v_init``, static denormalisation and
-      ``scale = default_scale(method)`` unless overridden.
+      a :class:`Parameterization` with ``m0 = v_init``, static denormalisation,
+      ``scale = default_scale(method)`` and ``bounds = default_bounds(v_init)`` (hard clip to
+      ``(0.5 min, 1.25 max)`` of ``v_init``) unless overridden; ``bounds=None`` for none.
     """
     name = _normalise_method(method)
     arr = np.asarray(v_init)
     if arr.ndim not in (1, 2, 3):
         raise ValueError(f"build: v_init has shape {arr.shape}; expected [nz], [nz, nx] or "
                          "[nz, ny, nx] (m/s)")
+    if np.iscomplexobj(arr):
+        raise ValueError(f"build: v_init has complex dtype {arr.dtype}; velocities are real m/s "
+                         "(pass np.real(v_init) if that is what you mean).")
     cls, fixed = METHODS[name]
     valid = {f.name for f in dataclasses.fields(cls)} - {"shape", "parent", "name"}
     mod_kw, par_kw = dict(fixed), {"scale": default_scale(name)}
+    if arr.size and np.all(np.isfinite(arr)) and np.all(arr > 0):  # else Parameterization explains
+        par_kw["bounds"] = default_bounds(arr)
     for k, v in overrides.items():
         if k in _PARAM_FIELDS:
             par_kw[k] = v

@@ -166,18 +166,19 @@ def _normalise_spacing(dx, ndim):
     return dx
 
 
+def _whole(w) -> bool:
+    return (not isinstance(w, bool) and isinstance(w, (int, np.integer, float, np.floating))
+            and math.isfinite(w) and int(w) == w)
+
+
 def _normalise_pml(pml_width, ndim, free_surface):
-    if np.ndim(pml_width) == 0:
-        widths = [int(pml_width)] * (2 * ndim)
-    else:
-        widths = [int(w) for w in pml_width]
-    if len(widths) != 2 * ndim or any(w < 0 for w in widths) or (
-        np.ndim(pml_width) == 0 and int(pml_width) != pml_width
-    ):
+    raw = [pml_width] * (2 * ndim) if np.ndim(pml_width) == 0 else list(np.ravel(np.asarray(pml_width, dtype=object)))
+    if len(raw) != 2 * ndim or not all(_whole(w) and w >= 0 for w in raw):
         raise ValueError(
-            f"pml_width={pml_width!r}: give one non-negative integer number of cells, or {2 * ndim} "
+            f"pml_width={pml_width!r}: give one non-negative whole number of cells, or {2 * ndim} "
             "(low, high per axis: e.g. [top, bottom, left, right] in 2-D)."
         )
+    widths = [int(w) for w in raw]
     if free_surface:
         widths[0] = 0
     return tuple((widths[2 * d], widths[2 * d + 1]) for d in range(ndim))
@@ -243,8 +244,15 @@ def plan_propagation(
     """
     if not isinstance(survey, Survey):
         raise TypeError(f"survey must be a jaxfwi.Survey, got {type(survey).__name__}.")
+    v_dtype = getattr(v, "dtype", None)
+    v_dtype = np.asarray(v).dtype if v_dtype is None else v_dtype
+    if jnp.issubdtype(v_dtype, jnp.complexfloating) or not (jnp.issubdtype(v_dtype, jnp.floating)
+                                                          or jnp.issubdtype(v_dtype, jnp.integer)):
+        raise ValueError(f"v has dtype {v_dtype}; velocities are real m/s (pass np.real(v) if that is what you mean).")
     shape = tuple(int(n) for n in jnp.shape(v))
     ndim = len(shape)
+    if ndim and min(shape) == 0:
+        raise ValueError(f"v has shape {shape}: an empty model; give at least one cell per axis.")
     if ndim not in (1, 2, 3):
         raise ValueError(f"v has shape {shape}; expected a 1-D [nz], 2-D [nz, nx] or 3-D [nz, ny, nx] model.")
     if survey.ndim != ndim:
@@ -259,6 +267,13 @@ def plan_propagation(
         raise ValueError(f"cfl={cfl!r}: use 'subdivide' (internal time steps) or 'error'.")
     _check_locations("sources", survey.sources, shape)
     _check_locations("receivers", survey.receivers, shape)
+    if survey.nt < 1:
+        raise ValueError(f"survey.wavelet has shape {tuple(survey.wavelet.shape)}: zero time samples; give nt >= 1.")
+    w_chk = _concrete(survey.wavelet)
+    if w_chk is not None and not np.all(np.isfinite(w_chk)):
+        bad = np.argwhere(~np.isfinite(w_chk))[0].tolist()
+        raise ValueError(f"survey.wavelet has a non-finite sample ({w_chk[tuple(bad)]}) at index {bad}; every sample "
+                         "must be finite (clean it, e.g. np.nan_to_num).")
 
     v_np = _concrete(v)
     if v_np is not None:

@@ -56,6 +56,19 @@ class Survey:
     def __init__(self, sources, receivers, wavelet, dt):
         sources = _as_index_array("sources", sources)
         receivers = _as_index_array("receivers", receivers)
+        if not isinstance(wavelet, jax.core.Tracer):
+            w_np = np.asarray(wavelet)
+            if np.iscomplexobj(w_np) or not (np.issubdtype(w_np.dtype, np.floating)
+                                              or np.issubdtype(w_np.dtype, np.integer)):
+                raise ValueError(f"Survey: wavelet has dtype {w_np.dtype}; give a real source time function "
+                                 "(e.g. jaxfwi.ricker(freq, nt, dt); np.real(w) for a complex one).")
+            if w_np.ndim >= 1 and w_np.shape[-1] == 0:
+                raise ValueError(f"Survey: wavelet has shape {w_np.shape}: zero time samples; give nt >= 1 samples, "
+                                 "e.g. jaxfwi.ricker(8.0, 400, dt).")
+            if not np.all(np.isfinite(w_np)):
+                bad = np.argwhere(~np.isfinite(w_np))[0].tolist()
+                raise ValueError(f"Survey: wavelet has a non-finite sample ({w_np[tuple(bad)]}) at index {bad}; every "
+                                 "sample must be a finite number (clean it, e.g. np.nan_to_num(w)).")
         wavelet = jnp.asarray(wavelet)
         try:
             dt = float(dt)
@@ -73,6 +86,15 @@ class Survey:
                 f"Survey: sources have ndim={sources.shape[-1]} coordinates but receivers "
                 f"{receivers.shape[-1]}; use the same (z, x) / (z, y, x) order for both."
             )
+        if sources.shape[0] == 0:
+            raise ValueError("Survey: zero shots (sources has shape "
+                             f"{tuple(sources.shape)}); give at least one shot: sources [n_shots >= 1, n_src, ndim].")
+        if sources.shape[1] == 0:
+            raise ValueError(f"Survey: zero sources per shot (sources has shape {tuple(sources.shape)}); every shot "
+                             "needs at least one source location: [n_shots, n_src >= 1, ndim].")
+        if receivers.shape[1] == 0:
+            raise ValueError(f"Survey: zero receivers per shot (receivers has shape {tuple(receivers.shape)}); give "
+                             "at least one receiver location per shot: [n_shots, n_rec >= 1, ndim].")
         if sources.shape[-1] not in (1, 2, 3):
             raise ValueError(f"Survey: locations have {sources.shape[-1]} coordinates; expected 1, 2 or 3.")
         if wavelet.ndim not in (1, 2) or (wavelet.ndim == 2 and wavelet.shape[0] != sources.shape[0]):
@@ -179,6 +201,9 @@ class Survey:
           >>> s.sources[:, 0].tolist()
           [[1, 0], [1, 29], [1, 59]]
         """
+        if isinstance(n_shots, bool) or int(n_shots) != n_shots or n_shots < 1:
+            raise ValueError(f"Survey.surface_line: n_shots={n_shots!r} must be a positive whole number of shots.")
+        n_shots = int(n_shots)
         shape = tuple(int(n) for n in shape)
         ndim = len(shape)
         if ndim == 1:
