@@ -260,6 +260,11 @@ def _check_reuse(args, settings):
     if diff:
         raise UsageError(f"--out {args.out!r} holds another run ({'; '.join(diff)}); pass --fresh to start over in "
                          "it (its checkpoint is deleted), or choose another --out.")
+    done = _checkpoint_epochs(args.out)
+    if done > args.epochs:
+        raise UsageError(f"--out {args.out!r} holds this run with {done} finished epochs, more than --epochs "
+                         f"{args.epochs}; pass --epochs {done} or more to return or extend it, or --fresh to start "
+                         "over.")
 
 
 def _show(x):

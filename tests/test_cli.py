@@ -98,6 +98,8 @@ def test_out_reuse_refused_fresh_resume_and_ctrl_c(tmp_path, capsys, monkeypatch
                         (["--method", "ifwi"], "--method adfwi -> ifwi")):
         code, _, err = _exit(base + extra, capsys)
         assert code == 2 and want in err and "--fresh" in err and "Traceback" not in err, err
+    code, _, err = _exit(base[:-4] + ["--epochs", "1", "--out", out], capsys)  # fewer epochs than it holds
+    assert code == 2 and "2 finished epochs, more than --epochs 1" in err, err
     np.testing.assert_array_equal(np.load(f"{out}/inverted.npy"), inverted)  # the old model is untouched
     # --fresh starts over with the new settings; the same command then resumes it
     real_invert = jaxfwi.invert

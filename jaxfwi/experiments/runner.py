@@ -286,6 +286,8 @@ def _invert_kwargs(setup: Setup, info: dict) -> dict:
     if setup.bounds:
         kw["bounds"] = setup.bounds
         kw["max_vel"] = setup.bounds[1]
+    else:  # bounds=null: none (invert's default would clip to 1.25 x the initial model's maximum)
+        kw["bounds"] = None
     if sc.method == "ms-fwi" and "multiscale" not in opts:
         bands = [round(b * setup.freq_scale, 4) for b in multiscale_bands()]
         kw["multiscale"] = bands

@@ -109,8 +109,11 @@ def diff_identity(saved: dict, current: dict, ignore=()) -> list[str]:
 
 
 def _short(x, n=120):
-    r = json.dumps(x) if not isinstance(x, str) else x
-    return r if len(r) <= n else r[: n - 3] + "..."
+    r = json.dumps(x, sort_keys=True) if not isinstance(x, str) else x
+    if len(r) <= n:
+        return r
+    import hashlib
+    return f"{r[: n - 40]}... (sha256:{hashlib.sha256(r.encode()).hexdigest()[:12]})"
 
 
 def _read(path) -> dict:

@@ -843,7 +843,7 @@ def _fit(param, d_obs, survey, dx, *, n_seeds, epochs, key, optimizer=None, lear
                     good = None
                 kept = ""
                 ck = None
-                if checkpoint_dir is not None and good is not None and good_n > 0:
+                if checkpoint_dir is not None and good is not None and good_n >= 0:
                     ck = save(good, good_n, diverged=what)
                     kept = (f" The checkpoint {ck} now holds the last good state ({good_n} epochs, before the "
                             "divergence); continue from it with a smaller step: the same call with "
