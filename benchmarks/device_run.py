@@ -349,6 +349,19 @@ def _no_data(ctx):
                 "(folder with marmousi/marmousi_94x288.npy)")
 
 
+def _marmousi_or_skip(ctx, method):
+    """``(scenario, state, None)`` of the full Marmousi set-up, or ``(None, None, skip record)`` without the data."""
+    from jaxfwi.experiments import DataMissing
+
+    miss = _no_data(ctx)
+    if miss:
+        return None, None, miss
+    try:
+        return (*marmousi_setup(ctx, method), None)
+    except DataMissing as e:
+        return None, None, dict(status="skipped_data", reason=str(e))
+
+
 def _invert_kwargs(st):
     kw = dict(st.forward)
     if st.bounds:
@@ -373,16 +386,11 @@ def run_epoch(method, ctx):
     import jax
     import numpy as np
 
-    from jaxfwi.experiments import DataMissing
     from jaxfwi.inversion import invert
 
-    miss = _no_data(ctx)
-    if miss:
-        return miss
-    try:
-        sc, st = marmousi_setup(ctx, method)
-    except DataMissing as e:
-        return dict(status="skipped_data", reason=str(e))
+    sc, st, skip = _marmousi_or_skip(ctx, method)
+    if skip:
+        return skip
     work = _epoch_work(st)
     est = ctx["estimate"]("epoch", work, 2)
     if est is not None and 2 * est > ctx["remaining"]():
@@ -411,16 +419,11 @@ def run_seeds(method, ctx):
     import jax
     import numpy as np
 
-    from jaxfwi.experiments import DataMissing
     from jaxfwi.inversion import invert, invert_seeds
 
-    miss = _no_data(ctx)
-    if miss:
-        return miss
-    try:
-        sc, st = marmousi_setup(ctx, method)
-    except DataMissing as e:
-        return dict(status="skipped_data", reason=str(e))
+    sc, st, skip = _marmousi_or_skip(ctx, method)
+    if skip:
+        return skip
     n = DRY["n_seeds"] if ctx["dry_run"] else N_SEEDS
     epochs = DRY["epochs"] if ctx["dry_run"] else 3
     work = _epoch_work(st)

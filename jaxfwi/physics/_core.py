@@ -6,8 +6,9 @@ Layout of one shot's leapfrog step ``n`` (state ``u[n-1], u[n], mem[n]``):
     u[n+1]  = 2 u[n] - u[n-1] + v2 * acc[n]            (v2 = v^2 dt^2)
 
 where ``L`` is the Laplacian (symmetric: zero ghost cells, or the odd mirror
-of a free surface), ``e_s`` the C-PML memory terms of absorbing strip ``s``
-(only inside the strip) and ``E_s`` its embedding in the grid. Receivers
+of a free surface), ``e_s`` the C-PML terms of absorbing strip ``s`` (the memory
+variables live inside the strip; ``d(psi)/dx`` reaches ``accuracy / 2`` cells beyond it,
+so ``e_s`` covers the strip widened by that much) and ``E_s`` its embedding in the grid. Receivers
 record ``u[n]`` at step ``n``. The forward loop never forms ``acc[n]``: one
 fused pass computes ``u[n+1]`` from ``L u[n]`` and the source, then the strip
 terms are added in place (see "grid layout" below).
