@@ -9,6 +9,7 @@ import pytest
 
 import jaxfwi
 from jaxfwi.physics import CoarseGridWarning, SubstepWarning
+from jaxfwi.physics.propagate import CFL_SAFETY
 from analytic import greens_trace
 
 VEL, DX, F0 = 2000.0, 10.0, 15.0  # 6 cells per minimum wavelength (f_max ~ 2.2 f0)
@@ -240,21 +241,30 @@ def test_cfl_subdivision_matches_stable_run_and_is_reported():
     s_coarse = _point_survey([20, 20], [[20, 40]], 200, 0.003, f=10.0)
     with pytest.warns(SubstepWarning, match="internal steps"):
         d, plan = jaxfwi.forward(v, DX, s_coarse, accuracy=8, pml_width=10, return_plan=True)
-    assert plan.substeps == 2
+    # the largest stable internal step over the same 0.6 s, not an integer division of dt
+    dt_max = plan.stable_dt(3000.0)
+    assert plan.nt_internal == int(np.ceil(200 * 0.003 / (CFL_SAFETY * dt_max))) < 2 * 200
+    assert CFL_SAFETY * dt_max * 0.99 < plan.dt_internal <= CFL_SAFETY * dt_max
     # the same experiment sampled at a stable 1.5 ms, decimated by 2 (signal is band-limited)
     s_fine = _point_survey([20, 20], [[20, 40]], 400, 0.0015, f=10.0)
     d_fine = jaxfwi.forward(v, DX, s_fine, accuracy=8, pml_width=10, substeps=1)
     assert _rel(d[0, 0], d_fine[0, 0, ::2]) < 0.01
+    # forcing a whole number of steps per sample (deepwave's choice) agrees as well
+    d2, plan2 = jaxfwi.forward(v, DX, s_coarse, accuracy=8, pml_width=10, substeps=2, return_plan=True)
+    assert plan2.substeps == 2 and plan2.nt_internal == 400
+    assert _rel(d2[0, 0], d_fine[0, 0, ::2]) < 0.01
     with pytest.raises(ValueError, match=r"Courant number 0\.9.*stable up to dt="):
         jaxfwi.forward(v, DX, s_coarse, accuracy=8, pml_width=10, cfl="error")
 
 
-def test_paper_marmousi_setting_needs_two_substeps():
+def test_paper_marmousi_setting_steps_at_the_largest_stable_step():
     v = jnp.full((94, 288), 1500.0).at[-1, -1].set(5500.0)
     w = jaxfwi.ricker(8.0, 1000, 0.0019)
     s = jaxfwi.Survey.surface_line(v.shape, 13, w, 0.0019)
     plan, vmax = jaxfwi.plan_propagation(v, 15.0, s, accuracy=8, pml_width=20, free_surface=True, warn=False)
-    assert plan.substeps == 2 and abs(plan.courant(vmax) - 0.6967) < 1e-3
+    assert abs(plan.courant(vmax) - 0.6967) < 1e-3
+    # ~1.28 internal steps per sample (v_max 5500 m/s), where an integer division would take 2
+    assert plan.nt_internal == int(np.ceil(1.9 / (CFL_SAFETY * plan.stable_dt(vmax)))) == 1282
 
 
 def test_traced_velocity_needs_max_vel_and_works_with_it():

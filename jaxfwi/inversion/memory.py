@@ -39,7 +39,7 @@ def _cells(plan) -> int:
 
 
 def _segments(plan, checkpoint=None):
-    nt_i = plan.nt * plan.substeps
+    nt_i = plan.nt_internal
     seg = checkpoint or plan.checkpoint or max(1, int(math.ceil(math.sqrt(nt_i))))
     seg = min(int(seg), nt_i)
     return seg, -(-nt_i // seg)
@@ -98,7 +98,7 @@ def check_gradient_memory(plan, n_shots: int, n_receivers: int = 0, dtype=np.flo
         return est
     seg, n_seg = _segments(plan)
     fits_one = gradient_bytes(plan, 1, n_receivers, dtype)
-    best_seg = max(1, int(math.ceil(math.sqrt(3 * plan.nt * plan.substeps))))
+    best_seg = max(1, int(math.ceil(math.sqrt(3 * plan.nt_internal))))
     hint_batch = ""
     if n_shots > 1 and fits_one <= free:
         k = n_shots
@@ -107,7 +107,7 @@ def check_gradient_memory(plan, n_shots: int, n_receivers: int = 0, dtype=np.flo
         hint_batch = f" (shot_batch={k} is estimated to fit)"
     raise GradientMemoryError(
         f"{what}: the gradient of one mini-batch needs about {_gib(est)} ({n_shots} shots in a batch per device, "
-        f"grid {plan.padded_shape} with absorbing layers, {plan.nt * plan.substeps} internal steps stored in "
+        f"grid {plan.padded_shape} with absorbing layers, {plan.nt_internal} internal steps stored in "
         f"{n_seg} segments of {seg}) but only {_gib(free)} are free on {device or jax.devices()[0]}. Bound it with "
         f"shot_batch=... (fewer shots per mini-batch{hint_batch}) and/or forward_kwargs checkpoint=... (internal "
         f"steps per stored segment; about {best_seg} minimises this estimate), or use a coarser grid / fewer "

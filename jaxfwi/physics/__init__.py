@@ -8,4 +8,4 @@ from jaxfwi.physics.propagate import (  # noqa: F401
     stable_dt,
 )
 from jaxfwi.physics.survey import Survey  # noqa: F401
-from jaxfwi.physics.wavelets import downsample, peak_frequency, ricker, upsample  # noqa: F401
+from jaxfwi.physics.wavelets import downsample, peak_frequency, resample, ricker, upsample  # noqa: F401

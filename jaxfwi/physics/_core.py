@@ -40,7 +40,7 @@ from jax.interpreters import ad, batching, mlir
 
 from jaxfwi.physics import stencils
 from jaxfwi.physics.pml import cpml_coefficients
-from jaxfwi.physics.wavelets import downsample, upsample
+from jaxfwi.physics.wavelets import resample
 
 # Time steps per loop iteration. Two (to let XLA alternate the wavefield buffers) measured no faster
 # on the 2-core CPU: Marmousi case forward 3.8 s vs 2.7-3.1 s, gradient 17.5-20.1 s vs 17.7-18.8 s,
@@ -185,7 +185,7 @@ def _segments(plan):
     nt_i = plan.nt_internal
     seg = plan.checkpoint
     if plan.snapshot_every is not None:
-        seg = plan.snapshot_every * plan.substeps
+        seg = plan.snapshot_every * plan.nt_internal // plan.nt  # a whole number of steps per sample
     if seg is None:
         return nt_i, 1
     return seg, -(-nt_i // seg)
@@ -304,7 +304,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
-    w_int = upsample(wavelets.astype(dtype), plan.substeps)  # [S, nt_i]
+    w_int = resample(wavelets.astype(dtype), plan.nt_internal)  # [S, nt_i]
     step = _make_step(plan, v2dt2, pml_coefs)
     seg_len, n_seg = _segments(plan)
     snap = plan.snapshot_every is not None
@@ -326,7 +326,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
         return recs.reshape(n_seg * seg_len, -1)[:nt_i].T, snaps
 
     recs, snaps = _over_shots(plan, one_shot, (src_idx, rec_idx, w_int))
-    recs = downsample(recs, plan.substeps)
+    recs = resample(recs, plan.nt)
     if snaps is not None:
         crop = tuple(slice(p[0] + _ring(plan), p[0] + _ring(plan) + n) for p, n in zip(plan.pml, plan.shape))
         snaps = snaps[(slice(None), slice(None)) + crop]
@@ -369,7 +369,7 @@ def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     step = _make_step(plan, _v2dt2(plan, v), pml_coefs)
     seg_len, n_seg = _adjoint_segment(plan)
-    w_int = upsample(wavelets.astype(dtype), plan.substeps)
+    w_int = resample(wavelets.astype(dtype), plan.nt_internal)
 
     def one_shot(s_idx, r_idx, w):
         fs = jnp.pad(w, (0, n_seg * seg_len - nt_i)).reshape(n_seg, seg_len)
@@ -377,7 +377,7 @@ def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
         return recs.reshape(n_seg * seg_len, -1)[:nt_i].T, starts
 
     recs, starts = _over_shots(plan, one_shot, (_flat_indices(plan, sources), _flat_indices(plan, receivers), w_int))
-    return downsample(recs, plan.substeps), starts
+    return resample(recs, plan.nt), starts
 
 
 def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts=None):
@@ -391,9 +391,9 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     dtype = v.dtype
     nt_i = plan.nt_internal
     shape = _ext_shape(plan)
-    (v2dt2, w_int), prep_vjp = jax.vjp(lambda vv, ww: (_v2dt2(plan, vv), upsample(ww.astype(dtype), plan.substeps)),
+    (v2dt2, w_int), prep_vjp = jax.vjp(lambda vv, ww: (_v2dt2(plan, vv), resample(ww.astype(dtype), plan.nt_internal)),
                                        v, wavelets)
-    (ct_int,) = jax.linear_transpose(lambda x: downsample(x, plan.substeps),
+    (ct_int,) = jax.linear_transpose(lambda x: resample(x, plan.nt),
                                      jax.ShapeDtypeStruct(ct.shape[:-1] + (nt_i,), dtype))(ct.astype(dtype))
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)

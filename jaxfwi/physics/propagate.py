@@ -29,10 +29,17 @@ there, enforced by odd mirroring): sources and receivers should sit at depth
 index >= 1 (row 0 records zeros).
 
 **Time stepping and stability.** When ``dt`` exceeds the stability limit of
-the scheme the default is to run ``substeps`` internal steps per sample (as
-deepwave does), with band-limited (Fourier) resampling of the wavelets and the
-records; ``cfl="error"`` raises instead. The plan, including ``substeps``, is
-returned by :func:`plan_propagation` and by ``forward(..., return_plan=True)``.
+the scheme the default is to step at (within one step of) the largest stable
+internal interval, ``CFL_SAFETY`` of the von Neumann limit: ``nt_internal``
+steps of ``nt dt / nt_internal`` over the same record length, which need not
+be an integer multiple of ``nt`` (Devito's choice; deepwave divides ``dt`` by an
+integer, which for a Courant number just above the limit doubles the work).
+Wavelets go onto the internal axis and records back onto the recording axis
+by band-limited (Fourier) resampling (:func:`jaxfwi.physics.wavelets.resample`),
+and the adjoint source back by its transpose. ``substeps=k`` forces ``k``
+internal steps per sample (also chosen for snapshots, which sit on recorded
+samples); ``cfl="error"`` raises instead. The plan, including ``nt_internal``,
+is returned by :func:`plan_propagation` and by ``forward(..., return_plan=True)``.
 
 **Gradients.** ``jax.grad``/``jax.vjp`` run a hand-written discrete adjoint
 (the transpose of the linearised time loop, :mod:`jaxfwi.physics._core`): the
@@ -87,7 +94,8 @@ class PropagationPlan:
       spacing: cell size per axis, m.
       dt: recorded sample interval, s.
       nt: recorded samples.
-      substeps: internal time steps per recorded sample (CFL subdivision).
+      nt_internal: internal time steps over the record (``nt`` when ``dt`` is stable; need not be a
+        multiple of ``nt``); ``substeps`` is the ratio ``nt_internal / nt``.
       accuracy: spatial order (2, 4, 6, 8).
       pml: ``((low, high), ...)`` absorbing-layer widths per axis, cells.
       free_surface: pressure-free top (row 0).
@@ -100,7 +108,7 @@ class PropagationPlan:
     spacing: tuple
     dt: float
     nt: int
-    substeps: int = 1
+    nt_internal: int | None = None
     accuracy: int = 8
     pml: tuple = ()
     free_surface: bool = False
@@ -108,17 +116,24 @@ class PropagationPlan:
     shot_batch: int | None = None
     snapshot_every: int | None = None
 
+    def __post_init__(self):
+        if self.nt_internal is None:
+            object.__setattr__(self, "nt_internal", int(self.nt))
+
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
     @property
     def dt_internal(self) -> float:
-        return self.dt / self.substeps
+        """Internal time step, s: the record length ``nt dt`` over ``nt_internal`` steps."""
+        return self.dt * self.nt / self.nt_internal
 
     @property
-    def nt_internal(self) -> int:
-        return self.nt * self.substeps
+    def substeps(self):
+        """Internal steps per recorded sample: an int when ``nt_internal`` is a multiple of ``nt``, else a float."""
+        q, r = divmod(self.nt_internal, self.nt)
+        return q if r == 0 else self.nt_internal / self.nt
 
     @property
     def padded_shape(self) -> tuple:
@@ -298,26 +313,36 @@ def plan_propagation(
             max_vel = float(v_np.max())
 
     dt = survey.dt
+    nt = survey.nt
     dt_max = stable_dt(accuracy, spacing, max_vel)
-    if substeps is None:
-        substeps = max(1, int(math.ceil(dt / (CFL_SAFETY * dt_max))))
-    substeps = int(substeps)
-    if substeps > 1 and cfl == "error":
+    needs_more = dt > CFL_SAFETY * dt_max
+    if needs_more and cfl == "error" and substeps is None:
         raise ValueError(
             f"dt={dt:g} s is above the stability limit: Courant number {max_vel * dt / min(spacing):.3f} "
             f"(max_vel {max_vel:g} m/s, dx {min(spacing):g} m), stable up to dt={dt_max:.4g} s for accuracy "
             f"{accuracy} in {ndim}-D. Use dt <= {CFL_SAFETY * dt_max:.4g} s or cfl='subdivide'."
         )
-    if dt / substeps > dt_max:
-        raise ValueError(
-            f"substeps={substeps} leaves dt/substeps={dt / substeps:.4g} s above the stable {dt_max:.4g} s; "
-            f"use substeps >= {int(math.ceil(dt / dt_max))} or leave it None."
-        )
-    if warn and substeps > 1:
+    if substeps is not None:
+        if not _whole(substeps) or substeps < 1:
+            raise ValueError(f"substeps={substeps!r} must be a positive whole number of internal steps per sample "
+                             "(or None to choose the largest stable internal step).")
+        nt_internal = nt * int(substeps)
+        if dt / int(substeps) > dt_max:
+            raise ValueError(
+                f"substeps={substeps} leaves dt/substeps={dt / substeps:.4g} s above the stable {dt_max:.4g} s; "
+                f"use substeps >= {int(math.ceil(dt / dt_max))} or leave it None."
+            )
+    elif not needs_more:
+        nt_internal = nt
+    elif snapshot_every is not None:  # snapshots sit on recorded samples: a whole number of steps per sample
+        nt_internal = nt * int(math.ceil(dt / (CFL_SAFETY * dt_max)))
+    else:  # the largest stable step over the same record length
+        nt_internal = int(math.ceil(nt * dt / (CFL_SAFETY * dt_max)))
+    if warn and needs_more and substeps is None:
         warnings.warn(
             f"jaxfwi.forward: dt={dt:g} s exceeds the stability limit {dt_max:.4g} s (Courant number "
-            f"{max_vel * dt / min(spacing):.3f}); running {substeps} internal steps of {dt / substeps:.4g} s per "
-            "sample with band-limited resampling (pass cfl='error' to refuse).",
+            f"{max_vel * dt / min(spacing):.3f}); running {nt_internal} internal steps of {dt * nt / nt_internal:.4g} s "
+            f"for the {nt} samples, with band-limited resampling (pass cfl='error' to refuse).",
             SubstepWarning,
             stacklevel=3,
         )
@@ -335,7 +360,6 @@ def plan_propagation(
                     CoarseGridWarning,
                     stacklevel=3,
                 )
-    nt_internal = survey.nt * substeps
     seg = _normalise_checkpoint(checkpoint, nt_internal)
     if shot_batch is not None:
         if int(shot_batch) != shot_batch or shot_batch < 1:
@@ -353,7 +377,7 @@ def plan_propagation(
         spacing=spacing,
         dt=dt,
         nt=survey.nt,
-        substeps=substeps,
+        nt_internal=nt_internal,
         accuracy=accuracy,
         pml=pml,
         free_surface=bool(free_surface),
@@ -405,7 +429,8 @@ def forward(
         the caches (:func:`default_shot_batch`); the plan records the choice.
       snapshot_every: also return the wavefield every this many samples.
       cfl: ``"subdivide"`` (default: internal steps when dt is unstable) or ``"error"``.
-      substeps: force the number of internal steps per sample.
+      substeps: force this whole number of internal steps per sample (default: the largest stable
+        internal step, see the module docstring).
       return_plan: also return the :class:`PropagationPlan` (substeps etc.).
 
     Returns:

@@ -40,42 +40,47 @@ def ricker(freq: float, nt: int, dt: float, delay: float | None = None, dtype=No
     return (1.0 - 2.0 * arg) * jnp.exp(-arg)
 
 
-def upsample(x, factor: int, axis: int = -1):
-    """Band-limited (Fourier) upsampling by an integer factor along ``axis``.
+def resample(x, n_out: int, axis: int = -1):
+    """Band-limited (Fourier) resampling of ``n`` samples onto ``n_out`` samples over the same duration.
 
-    The series is zero-padded to twice its length first so the periodic
-    interpolation does not wrap the end onto the start. Output length is
-    ``factor * n``; sample ``k * factor`` of the output equals input sample ``k``
-    for band-limited input. Linear, so it is differentiable in both modes.
+    Input sample ``k`` lies at ``t = k dt``; output sample ``j`` at ``t = j dt * n / n_out`` (the
+    ratio need not be an integer). The series is zero-padded to twice its length first, so the
+    periodic interpolation does not wrap the end onto the start; the spectrum of the padded
+    series is zero-padded (``n_out > n``) or truncated (``n_out < n``) and transformed back at the
+    new interval, scaled by ``n_out / n`` so that sample values are kept. For ``n_out = f n``
+    (integer ``f``) output sample ``k f`` equals input sample ``k`` for band-limited input, and
+    truncation is the inverse for signals band-limited below the output Nyquist frequency.
+    Linear, so differentiable in both modes (its transpose is the reverse resampling, up to scale).
     """
-    if factor == 1:
-        return x
+    n_out = int(n_out)
     x = jnp.moveaxis(x, axis, -1)
     n = x.shape[-1]
-    npad = 2 * n
-    spec = jnp.fft.rfft(x, n=npad, axis=-1)
-    out = jnp.fft.irfft(spec, n=npad * factor, axis=-1) * factor
-    return jnp.moveaxis(out[..., : n * factor], -1, axis)
+    if n_out == n:
+        return jnp.moveaxis(x, -1, axis)
+    if n_out < 1:
+        raise ValueError(f"resample: n_out={n_out} must be a positive number of samples.")
+    spec = jnp.fft.rfft(x, n=2 * n, axis=-1)[..., : min(n, n_out) + 1]
+    out = jnp.fft.irfft(spec, n=2 * n_out, axis=-1) * (n_out / n)
+    return jnp.moveaxis(out[..., :n_out], -1, axis)
+
+
+def upsample(x, factor: int, axis: int = -1):
+    """Band-limited upsampling by an integer factor along ``axis`` (output length ``factor * n``);
+    :func:`resample` onto ``factor * n`` samples."""
+    if factor == 1:
+        return x
+    return resample(x, factor * x.shape[axis], axis)
 
 
 def downsample(x, factor: int, axis: int = -1):
-    """Band-limited (Fourier) downsampling by an integer factor along ``axis``.
-
-    Inverse of :func:`upsample` for signals band-limited below the output
-    Nyquist frequency: the spectrum is truncated and the series decimated.
-    Input length must be a multiple of ``factor``.
-    """
+    """Band-limited downsampling by an integer factor along ``axis``; inverse of :func:`upsample` for
+    signals band-limited below the output Nyquist frequency. Input length must be a multiple of ``factor``."""
     if factor == 1:
         return x
-    x = jnp.moveaxis(x, axis, -1)
-    n = x.shape[-1]
+    n = x.shape[axis]
     if n % factor:
         raise ValueError(f"downsample: length {n} is not a multiple of factor {factor}.")
-    m = n // factor
-    npad = 2 * n
-    spec = jnp.fft.rfft(x, n=npad, axis=-1)
-    out = jnp.fft.irfft(spec[..., : m + 1], n=2 * m, axis=-1) / factor
-    return jnp.moveaxis(out[..., :m], -1, axis)
+    return resample(x, n // factor, axis)
 
 
 def peak_frequency(wavelet, dt: float) -> float:
