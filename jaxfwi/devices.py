@@ -6,8 +6,9 @@ machine live here, each with the reasoning behind it (``docs/gpu_and_multidevice
 says the same for users):
 
 * :func:`default_shot_batch`: how many shots the propagator vmaps together;
-* :func:`default_checkpoint`: the adjoint's segment length (recomputed segments
-  versus keeping every wavefield in device memory);
+* :func:`default_store_wavefield`: whether the gradient keeps every wavefield of the
+  forward pass (one pass fewer) or recomputes segments from stored states (less memory);
+* :func:`default_checkpoint`: the adjoint's segment length when it recomputes;
 * :func:`memory_info` / :func:`gradient_memory_bytes`: the memory a device has and
   the memory one gradient needs, for memory estimates made before compiling.
 
@@ -43,7 +44,7 @@ import numpy as np
 
 __all__ = [
     "CPU_ALL_SHOTS_BYTES", "CPU_BATCH_BYTES", "DEVICE_MEMORY_FRACTION", "MemoryInfo", "backend_of",
-    "is_accelerator", "default_shot_batch", "default_checkpoint", "memory_info", "gradient_memory_bytes",
+    "is_accelerator", "default_shot_batch", "default_checkpoint", "default_store_wavefield", "STORE_MEMORY_FRACTION", "memory_info", "gradient_memory_bytes",
     "peak_memory_bytes", "describe",
 ]
 
@@ -56,6 +57,11 @@ CPU_BATCH_BYTES = 2 * 2**20
 #: :func:`gradient_memory_bytes` came within 10 % of XLA's buffer assignment (CPU
 #: ``memory_analysis().temp_size_in_bytes``) for the Marmousi, BP-size and a 3-D case.
 DEVICE_MEMORY_FRACTION = 0.75
+#: share of the device's total memory the stored wavefields of one gradient may take by default
+#: (:func:`default_store_wavefield`); the total, not the free memory, so the choice (part of the
+#: jit key) does not change from call to call. A quarter leaves room for XLA's temporaries,
+#: the rest of a training step, and a few vmapped seeds.
+STORE_MEMORY_FRACTION = 0.25
 
 
 def backend_of(device=None) -> str:
@@ -150,8 +156,14 @@ def _strip_cells(shape, pml, accuracy):
     return total
 
 
+def stored_wavefield_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype=np.float32) -> int:
+    """Bytes of every internal wavefield of ``n_shots`` shots (extended grid), what a gradient with
+    ``store_wavefield`` keeps between the forward and the adjoint pass."""
+    return int(n_shots) * int(nt_internal) * _ext_cells(shape, pml, accuracy) * np.dtype(dtype).itemsize
+
+
 def gradient_memory_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype=np.float32, checkpoint=None,
-                          n_receivers=None) -> int:
+                          n_receivers=None, store_wavefield=False) -> int:
     """Estimated device memory of one misfit gradient (forward + adjoint) of ``n_shots`` shots.
 
     The adjoint (``jaxfwi.physics._core``) stores the loop state (two wavefields + the C-PML
@@ -162,7 +174,8 @@ def gradient_memory_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype=np.f
         n_seg * (2 + m) + seg + 8 + 2 m        (m = C-PML memory cells / grid cells)
 
     (the 8 + 2 m: forward, recompute and adjoint states, the gradient accumulator, the model
-    terms) plus the records and their residual (``2 n_receivers nt``). ``checkpoint=None``
+    terms) plus the records and their residual (``2 n_receivers nt``). With ``store_wavefield``
+    the segments are replaced by every wavefield: ``nt + 8 + 2 m``. ``checkpoint=None``
     means the adjoint's default ``seg = ceil(sqrt(nt))``. Measured against XLA's buffer
     assignment of ``jit(value_and_grad(misfit))`` on CPU (temp bytes): Marmousi case (13 shots,
     2000 internal steps) 402 vs 375 MB, BP-size (4 shots, 4000 steps) 514 vs 485 MB, 3-D
@@ -175,6 +188,8 @@ def gradient_memory_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype=np.f
     seg = min(int(seg), int(nt_internal))
     n_seg = -(-int(nt_internal) // seg)
     fields = n_seg * (2 + m) + seg + 8 + 2 * m
+    if store_wavefield:
+        fields = int(nt_internal) + 8 + 2 * m
     n_rec = n_receivers if n_receivers is not None else math.prod(shape[1:]) if len(shape) > 1 else 1
     per_shot = fields * cells + 2 * n_rec * nt_internal
     return int(math.ceil(n_shots * per_shot * itemsize))
@@ -222,6 +237,21 @@ def default_shot_batch(shape, pml, accuracy, n_shots, dtype=np.float32, backend=
         return 1
     groups = -(-n_shots // fit)
     return -(-n_shots // groups)  # equal groups: 36 shots that fit 28 at a time run as 2 x 18, not 28 + 8
+
+
+def default_store_wavefield(shape, pml, accuracy, nt_internal, n_shots, dtype=np.float32, device=None) -> bool:
+    """Whether a gradient keeps every forward wavefield by default (one forward and one adjoint pass)
+    rather than recomputing segments from stored states (about one forward pass more).
+
+    True when :func:`stored_wavefield_bytes` of all ``n_shots`` is at most
+    :data:`STORE_MEMORY_FRACTION` of the device's total memory (:func:`memory_info`; the host's
+    physical memory on a CPU). Both ways give the same gradient up to float rounding.
+    """
+    mem = memory_info(device)
+    if mem.total is None:
+        return False
+    need = stored_wavefield_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype)
+    return need <= STORE_MEMORY_FRACTION * mem.total
 
 
 def default_checkpoint(backend=None):

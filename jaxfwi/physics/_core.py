@@ -192,8 +192,11 @@ def _segments(plan):
 
 
 def _adjoint_segment(plan):
-    """Segment length of the adjoint's recomputation (sqrt(nt) unless the plan sets one)."""
+    """Segment length of the adjoint's recomputation (sqrt(nt) unless the plan sets one; one segment,
+    nothing recomputed, when the plan stores the wavefield)."""
     nt_i = plan.nt_internal
+    if plan.store_wavefield:
+        return nt_i, 1
     seg = plan.checkpoint or max(1, int(math.ceil(math.sqrt(nt_i))))
     return seg, -(-nt_i // seg)
 
@@ -205,11 +208,20 @@ def _stencil_constants(plan):
             [1.0 / h for h in plan.spacing], [1.0 / h**2 for h in plan.spacing], 1.0 / math.prod(plan.spacing))
 
 
-def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
-    """One leapfrog step ``(state, f, src_idx) -> (state', u[n], acc[n] or None)`` for one shot.
+def _embed(part, axis, start, full):
+    """``part`` zero-padded along ``axis`` to length ``full``, its first cell at ``start``.
 
-    ``acc[n]`` (the right-hand side before the ``v^2 dt^2`` factor) is only formed
-    when ``with_acc``: the adjoint needs it, the forward loop does not.
+    Inside one fused expression XLA evaluates the pad as a bounds test per cell, so the C-PML
+    terms join the interior update without a separate in-place pass over the grid."""
+    return _pad_axis(part, axis, start, full - start - part.shape[axis])
+
+
+def _make_step(plan, v2dt2, pml_coefs):
+    """One leapfrog step ``(state, f, src_idx) -> (state', u[n])`` for one shot.
+
+    The C-PML terms of every strip are formed on their (widened) strips first, from ``u[n]`` and
+    the memory variables; the interior Laplacian, the source and the embedded strip terms then
+    make ``u[n+1]`` in one fused pass.
     """
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     nd = plan.ndim
@@ -218,17 +230,14 @@ def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
 
     def step(state, f, src_idx):
         u_prev, u, mem = state
-        lap = _interior_laplacian(u, nd, r, c0, ck2, inv_h2)
-        if with_acc:
-            acc = lap
-        else:
-            # the source enters in the same pass (one compare per cell) instead of a scatter afterwards
-            flat = lax.broadcasted_iota(jnp.int32, ext, 0)
-            for e in range(1, nd):
-                flat = flat * ext[e] + lax.broadcasted_iota(jnp.int32, ext, e)
-            fk = f * inv_dv
-            src = functools.reduce(jnp.add, [jnp.where(flat == src_idx[k], fk, 0.0) for k in range(src_idx.shape[0])])
-            u_next = 2.0 * u - u_prev + v2dt2 * (lap + src)
+        rhs = _interior_laplacian(u, nd, r, c0, ck2, inv_h2)
+        # the source enters in the same pass (one compare per cell) instead of a scatter afterwards
+        flat = lax.broadcasted_iota(jnp.int32, ext, 0)
+        for e in range(1, nd):
+            flat = flat * ext[e] + lax.broadcasted_iota(jnp.int32, ext, e)
+        fk = f * inv_dv
+        for k in range(src_idx.shape[0]):
+            rhs = rhs + jnp.where(flat == src_idx[k], fk, 0.0)
         new_mem = []
         for (d, start, w), (a, b), (psi, zeta) in zip(strips, pml_coefs, mem):
             h = lax.slice_in_dim(u, start - r, start + w + r, axis=d)
@@ -238,42 +247,45 @@ def _make_step(plan, v2dt2, pml_coefs, with_acc=False):
             psi_x = _d1(_pad_axis(psi, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
             zeta = b * zeta + a * (_d2(h, d, w, r, c0, ck2, inv_h2[d]) + lax.slice_in_dim(psi_x, r, r + w, axis=d))
             new_mem.append((psi, zeta))
-            term = psi_x + _pad_axis(zeta, d, r, r)
-            # in place, on the widened strip only
-            if with_acc:
-                acc = _add_to_strip(acc, term, d, start - r)
-            else:
-                v2s = lax.slice_in_dim(v2dt2, start - r, start + w + r, axis=d)
-                u_next = _add_to_strip(u_next, v2s * term, d, start - r)
-        if with_acc:
-            acc = acc.reshape(-1).at[src_idx].add(f * inv_dv).reshape(ext)
-            u_next = 2.0 * u - u_prev + v2dt2 * acc
-        else:
-            acc = None
+            rhs = rhs + _embed(psi_x + _pad_axis(zeta, d, r, r), d, start - r, ext[d])
+        u_next = 2.0 * u - u_prev + v2dt2 * rhs
         if plan.free_surface:
             u_next = _mirror_top(u_next, nd, r)
-        return (u, u_next, tuple(new_mem)), u, acc
+        return (u, u_next, tuple(new_mem)), u
 
     return step
 
 
 def _make_adjoint_step(plan, v2dt2, pml_coefs):
-    """Transpose of one step: ``(adj state, acc[n], ct of record[n], rec_idx, src_idx) ->
-    (adj state', g_v2 increment, ct of f[n])``."""
+    """Transpose of one step: ``(adj state, g, u[n], ct of record[n], rec_idx, src_idx) ->
+    (adj state', g', ct of f[n])``.
+
+    The state is ``(lam1, lam2, mem ct)``, the cotangents of ``u[n+1]``, ``u[n+2]`` and
+    ``mem[n+1]``. The step forms the adjoint increment ``beta = lam[n] - 2 lam1 + lam2`` (the
+    transposed Laplacian of ``v^2 dt^2 lam1``, the receiver cotangent and the C-PML terms) and
+    accumulates ``g += u[n] beta``. Summed over all steps this is, by summation by parts
+    (``u[-1] = u[0] = 0`` and ``lam`` of the last step is zero),
+    ``sum_n lam1[n] (u[n+1] - 2 u[n] + u[n-1]) = v^2 dt^2 sum_n lam1[n] acc[n]``: the
+    cotangent of ``v^2 dt^2`` times ``v^2 dt^2``, so the adjoint never needs ``acc[n]``, only
+    the wavefield ``u[n]`` that the forward loop already has (stored, or recomputed per segment).
+    """
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     nd = plan.ndim
     strips = _strips(plan)
     ext = _ext_shape(plan)
 
-    def adj(state, acc, c_rec, rec_idx, src_idx):
+    def adj(state, g, u_n, c_rec, rec_idx, src_idx):
         lam1, lam2, mem_ct = state  # cotangents of u[n+1], u[n+2], mem[n+1]
         mu = v2dt2 * lam1  # cotangent of acc[n]; zero on the ring
         if plan.free_surface:
             mu = _mirror_top(mu, nd, r)  # the free-surface operator is symmetric: apply it again
-        g = lam1 * acc
         g_f = jnp.sum(mu.reshape(-1)[src_idx]) * inv_dv
-        lam = 2.0 * lam1 - lam2 + _interior_laplacian(mu, nd, r, c0, ck2, inv_h2)
+        beta = _interior_laplacian(mu, nd, r, c0, ck2, inv_h2)
+        lam = 2.0 * lam1 - lam2 + beta  # one fused pass with the gradient term
+        g = g + u_n * beta
+        u_flat = u_n.reshape(-1)
         lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)  # on the fresh buffer: in place
+        g = g.reshape(-1).at[rec_idx].add(u_flat[rec_idx] * c_rec).reshape(ext)
         new_ct = []
         for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
             e_ct = lax.slice_in_dim(mu, start - r, start + w + r, axis=d)  # the widened strip
@@ -285,6 +297,7 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
             h_ct = (-_d1(_pad_axis(ux_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
                     + _d2(_pad_axis(uxx_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
             lam = _add_to_strip(lam, h_ct, d, start - r)
+            g = _add_to_strip(g, lax.slice_in_dim(u_n, start - r, start + w + r, axis=d) * h_ct, d, start - r)
             new_ct.append((b * psi_ct, b * zeta_ct))
         return (lam, lam1, tuple(new_ct)), g, g_f
 
@@ -311,7 +324,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
 
     def one_shot(s_idx, r_idx, w):
         def inner(state, f):
-            state, u, _ = step(state, f, s_idx)
+            state, u = step(state, f, s_idx)
             return state, u.reshape(-1)[r_idx]
 
         def segment(state, fs):
@@ -348,7 +361,7 @@ def _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, record):
     """One shot's forward loop over the adjoint's segments: ``(records [n_seg, seg_len, n_rec] or None,
     the state at the start of every segment)``."""
     def inner(state, f):
-        state, u, _ = step(state, f, s_idx)
+        state, u = step(state, f, s_idx)
         return state, (u.reshape(-1)[r_idx] if record else None)
 
     def segment(state, f_seg):
@@ -360,9 +373,21 @@ def _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, record):
     return recs, starts
 
 
+def _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, fs):
+    """One shot's forward loop keeping every wavefield: ``(records [nt_i, n_rec], u [nt_i, *ext])``."""
+    def inner(state, f):
+        state, u = step(state, f, s_idx)
+        return state, (u.reshape(-1)[r_idx], u)
+
+    u0 = jnp.zeros(shape, dtype)
+    _, (recs, us) = lax.scan(inner, (u0, u0, mem0), fs, unroll=SCAN_UNROLL)
+    return recs, us
+
+
 def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
-    """Records as :func:`simulate_plain`, plus the loop state at the start of every adjoint segment
-    (the residuals :func:`adjoint` needs, so that a gradient runs the forward loop only once)."""
+    """Records as :func:`simulate_plain`, plus the residuals :func:`adjoint` needs, so that a gradient
+    runs the forward loop only once: every wavefield ``u [n_shots, nt_i, *ext]`` when
+    ``plan.store_wavefield``, else the loop state at the start of every adjoint segment."""
     dtype = v.dtype
     nt_i = plan.nt_internal
     shape = _ext_shape(plan)
@@ -372,6 +397,9 @@ def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
     w_int = resample(wavelets.astype(dtype), plan.nt_internal)
 
     def one_shot(s_idx, r_idx, w):
+        if plan.store_wavefield:
+            recs, us = _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, w)
+            return recs.T, us
         fs = jnp.pad(w, (0, n_seg * seg_len - nt_i)).reshape(n_seg, seg_len)
         recs, starts = _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, True)
         return recs.reshape(n_seg * seg_len, -1)[:nt_i].T, starts
@@ -383,10 +411,10 @@ def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
 def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts=None):
     """Cotangents ``(dL/dv, dL/dwavelets)`` for a records cotangent ``ct [n_shots, n_rec, nt]``.
 
-    ``starts`` (from :func:`records_and_starts`) are the loop states at the segment
-    boundaries; without them the forward loop runs once more to store them. Then,
-    segment by segment backwards, the segment's ``acc[n]`` is recomputed and the
-    adjoint wave equation stepped through it.
+    ``starts`` (from :func:`records_and_starts`) are every wavefield (``plan.store_wavefield``)
+    or the loop states at the segment boundaries; without them the forward loop runs once more
+    to make them. With segments, each is recomputed from its start state (keeping its wavefields)
+    before the adjoint wave equation is stepped back through it.
     """
     dtype = v.dtype
     nt_i = plan.nt_internal
@@ -399,36 +427,41 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
     step = _make_step(plan, v2dt2, pml_coefs)
-    step_acc = _make_step(plan, v2dt2, pml_coefs, with_acc=True)
     adj = _make_adjoint_step(plan, v2dt2, pml_coefs)
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
 
     def one_shot(s_idx, r_idx, w, c, starts):
+        u0 = jnp.zeros(shape, dtype)
+        zero_ct = tuple((jnp.zeros_like(p), jnp.zeros_like(z)) for p, z in mem0)
+        init = ((u0, u0, zero_ct), jnp.zeros(shape, dtype))
+
+        def adj_inner(carry, xs):
+            astate, g = carry
+            u_n, c_n = xs
+            astate, g, g_f = adj(astate, g, u_n, c_n, r_idx, s_idx)
+            return (astate, g), g_f
+
+        if plan.store_wavefield:
+            us = starts if starts is not None else _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, w)[1]
+            (_, g), g_f = lax.scan(adj_inner, init, (us, c.T), reverse=True, unroll=SCAN_UNROLL)
+            return g, g_f
+
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
         cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
         if starts is None:
             starts = _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, False)[1]
 
         def rec_inner(state, f):
-            state, _, acc = step_acc(state, f, s_idx)
-            return state, acc
-
-        def adj_inner(carry, xs):
-            astate, g = carry
-            acc, c_n = xs
-            astate, dg, g_f = adj(astate, acc, c_n, r_idx, s_idx)
-            return (astate, g + dg), g_f
+            state, u = step(state, f, s_idx)
+            return state, u
 
         def adj_segment(carry, xs):
             start_state, f_seg, c_seg = xs
-            _, accs = lax.scan(rec_inner, start_state, f_seg, unroll=SCAN_UNROLL)
-            carry, g_fs = lax.scan(adj_inner, carry, (accs, c_seg), reverse=True, unroll=SCAN_UNROLL)
+            _, us = lax.scan(rec_inner, start_state, f_seg, unroll=SCAN_UNROLL)
+            carry, g_fs = lax.scan(adj_inner, carry, (us, c_seg), reverse=True, unroll=SCAN_UNROLL)
             return carry, g_fs
 
-        u0 = jnp.zeros(shape, dtype)
-        zero_ct = tuple((jnp.zeros_like(p), jnp.zeros_like(z)) for p, z in mem0)
-        init = ((u0, u0, zero_ct), jnp.zeros(shape, dtype))
         (_, g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
         return g, g_f.reshape(-1)[:nt_i]
 
@@ -436,7 +469,10 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
         g, g_w = _over_shots(plan, lambda *a: one_shot(*a, None), (src_idx, rec_idx, w_int, ct_int))
     else:
         g, g_w = _over_shots(plan, one_shot, (src_idx, rec_idx, w_int, ct_int, starts))
-    return prep_vjp((jnp.sum(g, axis=0), g_w))
+    # sum_n u[n] beta[n] = v^2 dt^2 * (cotangent of v^2 dt^2) where v^2 dt^2 > 0; elsewhere (ghost ring,
+    # free-surface row) v^2 dt^2 is a constant zero and its cotangent is discarded
+    g_v2 = jnp.where(v2dt2 > 0, jnp.sum(g, axis=0) / jnp.where(v2dt2 > 0, v2dt2, 1.0), 0.0)
+    return prep_vjp((g_v2, g_w))
 
 
 # ----------------------------------------------------------------------------

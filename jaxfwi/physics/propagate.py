@@ -102,6 +102,9 @@ class PropagationPlan:
       checkpoint: internal steps per checkpointed segment (None: no checkpointing).
       shot_batch: shots propagated together (vmapped); None means all.
       snapshot_every: record the wavefield every this many samples (None: never).
+      store_wavefield: the gradient keeps every internal wavefield of the forward pass (one forward
+        and one adjoint pass) instead of recomputing ``checkpoint``-step segments from stored states
+        (about one forward pass more, memory ~``2 sqrt(nt)`` wavefields a shot instead of ``nt``).
     """
 
     shape: tuple
@@ -115,6 +118,7 @@ class PropagationPlan:
     checkpoint: int | None = None
     shot_batch: int | None = None
     snapshot_every: int | None = None
+    store_wavefield: bool = False
 
     def __post_init__(self):
         if self.nt_internal is None:
@@ -210,15 +214,16 @@ def default_shot_batch(shape, pml, accuracy, n_shots, dtype=np.float32, backend=
 
 
 def _normalise_checkpoint(checkpoint, nt_internal):
-    if checkpoint is None or checkpoint is False or checkpoint == 0:
+    if checkpoint is None or checkpoint is False or checkpoint == 0 or checkpoint == "store":
         return None
     if checkpoint == "sqrt":
         return max(1, int(math.ceil(math.sqrt(nt_internal))))
     if isinstance(checkpoint, (int, np.integer)) and checkpoint > 0:
         return int(min(checkpoint, nt_internal))
     raise ValueError(
-        f"checkpoint={checkpoint!r}: use None (store every step), a positive number of internal "
-        "steps per segment, or 'sqrt' (segments of sqrt(nt) steps)."
+        f"checkpoint={checkpoint!r}: use None (the default: store every wavefield if it fits, else "
+        "segments of sqrt(nt) steps), 'store', a positive number of internal steps per segment, or "
+        "'sqrt' (segments of sqrt(nt) steps)."
     )
 
 
@@ -372,6 +377,13 @@ def plan_propagation(
         if int(snapshot_every) != snapshot_every or snapshot_every < 1:
             raise ValueError(f"snapshot_every={snapshot_every!r} must be a positive number of samples.")
         snapshot_every = int(snapshot_every)
+    if snapshot_every is not None or seg is not None:
+        store = False  # snapshots run the plain loop; segments were asked for
+    elif isinstance(checkpoint, str) and checkpoint == "store":
+        store = True
+    else:
+        store = _devices.default_store_wavefield(shape, pml, accuracy, nt_internal, survey.n_shots,
+                                                 np.dtype(getattr(v, "dtype", "float32")))
     plan = PropagationPlan(
         shape=shape,
         spacing=spacing,
@@ -384,6 +396,7 @@ def plan_propagation(
         checkpoint=seg,
         shot_batch=shot_batch,
         snapshot_every=snapshot_every,
+        store_wavefield=store,
     )
     return plan, max_vel
 
@@ -422,8 +435,12 @@ def forward(
         the number of internal steps is static. Also sets the PML damping profile, which is a
         constant for differentiation: no gradient flows through ``max(v)``. Pass a fixed
         ``max_vel`` when comparing gradients with finite differences of ``v``.
-      checkpoint: ``None`` (store every step for the gradient), an int ``k`` (store every k-th
-        internal step, recompute inside segments) or ``"sqrt"``.
+      checkpoint: how the gradient gets the forward wavefields back. ``None`` (default): keep
+        every one (``"store"``: one forward and one adjoint pass) when they fit in
+        :data:`jaxfwi.devices.STORE_MEMORY_FRACTION` of the memory, else ``"sqrt"``; an int ``k``:
+        keep the state every k-th internal step and recompute each segment (one forward pass
+        more, memory ~``nt / k + k`` wavefields a shot); ``"sqrt"``: ``k = sqrt(nt)``. The choice is
+        ``plan.store_wavefield`` / ``plan.checkpoint``; both give the same gradient to float rounding.
       shot_batch: propagate this many shots together (vmapped); groups run one after another.
         Default (None): all shots, except on CPU for large grids, where groups are sized to
         the caches (:func:`default_shot_batch`); the plan records the choice.
