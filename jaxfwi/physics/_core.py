@@ -260,14 +260,19 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
     """Transpose of one step: ``(adj state, g, u[n], ct of record[n], rec_idx, src_idx) ->
     (adj state', g', ct of f[n])``.
 
-    The state is ``(lam1, lam2, mem ct)``, the cotangents of ``u[n+1]``, ``u[n+2]`` and
-    ``mem[n+1]``. The step forms the adjoint increment ``beta = lam[n] - 2 lam1 + lam2`` (the
-    transposed Laplacian of ``v^2 dt^2 lam1``, the receiver cotangent and the C-PML terms) and
-    accumulates ``g += u[n] beta``. Summed over all steps this is, by summation by parts
-    (``u[-1] = u[0] = 0`` and ``lam`` of the last step is zero),
-    ``sum_n lam1[n] (u[n+1] - 2 u[n] + u[n-1]) = v^2 dt^2 sum_n lam1[n] acc[n]``: the
-    cotangent of ``v^2 dt^2`` times ``v^2 dt^2``, so the adjoint never needs ``acc[n]``, only
-    the wavefield ``u[n]`` that the forward loop already has (stored, or recomputed per segment).
+    With ``lam1``, ``lam2`` the cotangents of ``u[n+1]``, ``u[n+2]``, the state holds the scaled
+    adjoint fields ``p1 = v^2 dt^2 lam1`` and ``p2 = v^2 dt^2 lam2`` (with the free surface's
+    mirror image on the ghost ring, like ``u``) and the cotangents of the C-PML memory ``mem[n+1]``.
+    In these variables the transposed step is the forward step's shape,
+
+        beta   = L p1 + sum_s E_s h_s(p1, mem ct) + scatter(ct of record[n])
+        p[n]   = 2 p1 - p2 + v^2 dt^2 beta          (= v^2 dt^2 lam[n])
+
+    one fused pass (the receivers' few cells are added afterwards, in place), which also accumulates ``g += u[n] beta``. Summed over all steps this is, by
+    summation by parts (``u[-1] = u[0] = 0``; ``lam`` of the last step is zero),
+    ``sum_n lam1[n] (u[n+1] - 2 u[n] + u[n-1]) = v^2 dt^2 sum_n lam1[n] acc[n]``, i.e.
+    ``v^2 dt^2`` times the cotangent of ``v^2 dt^2``: the adjoint needs only the wavefield ``u[n]``
+    that the forward loop has (stored, or recomputed per segment), never ``acc[n]``.
     """
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     nd = plan.ndim
@@ -275,31 +280,27 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
     ext = _ext_shape(plan)
 
     def adj(state, g, u_n, c_rec, rec_idx, src_idx):
-        lam1, lam2, mem_ct = state  # cotangents of u[n+1], u[n+2], mem[n+1]
-        mu = v2dt2 * lam1  # cotangent of acc[n]; zero on the ring
-        if plan.free_surface:
-            mu = _mirror_top(mu, nd, r)  # the free-surface operator is symmetric: apply it again
-        g_f = jnp.sum(mu.reshape(-1)[src_idx]) * inv_dv
-        beta = _interior_laplacian(mu, nd, r, c0, ck2, inv_h2)
-        lam = 2.0 * lam1 - lam2 + beta  # one fused pass with the gradient term
-        g = g + u_n * beta
-        u_flat = u_n.reshape(-1)
-        lam = lam.reshape(-1).at[rec_idx].add(c_rec).reshape(ext)  # on the fresh buffer: in place
-        g = g.reshape(-1).at[rec_idx].add(u_flat[rec_idx] * c_rec).reshape(ext)
+        p1, p2, mem_ct = state
+        g_f = jnp.sum(p1.reshape(-1)[src_idx]) * inv_dv
+        beta = _interior_laplacian(p1, nd, r, c0, ck2, inv_h2)
         new_ct = []
         for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
-            e_ct = lax.slice_in_dim(mu, start - r, start + w + r, axis=d)  # the widened strip
+            e_ct = lax.slice_in_dim(p1, start - r, start + w + r, axis=d)  # the widened strip
             zeta_ct = lax.slice_in_dim(e_ct, r, r + w, axis=d) + zeta_ct
             psix_ct = e_ct + _pad_axis(a * zeta_ct, d, r, r)
             psi_ct = -_d1(psix_ct, d, w, r, ck1, inv_h[d]) + psi_ct
-            ux_ct = a * psi_ct
-            uxx_ct = a * zeta_ct
-            h_ct = (-_d1(_pad_axis(ux_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
-                    + _d2(_pad_axis(uxx_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
-            lam = _add_to_strip(lam, h_ct, d, start - r)
-            g = _add_to_strip(g, lax.slice_in_dim(u_n, start - r, start + w + r, axis=d) * h_ct, d, start - r)
+            h_ct = (-_d1(_pad_axis(a * psi_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
+                    + _d2(_pad_axis(a * zeta_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
+            beta = beta + _embed(h_ct, d, start - r, ext[d])
             new_ct.append((b * psi_ct, b * zeta_ct))
-        return (lam, lam1, tuple(new_ct)), g, g_f
+        p = 2.0 * p1 - p2 + v2dt2 * beta  # one multi-output pass; beta is never stored
+        g = g + u_n * beta
+        # the receivers' cotangent joins beta at its cells: in place on the fresh buffers
+        p = p.reshape(-1).at[rec_idx].add(v2dt2.reshape(-1)[rec_idx] * c_rec).reshape(ext)
+        g = g.reshape(-1).at[rec_idx].add(u_n.reshape(-1)[rec_idx] * c_rec).reshape(ext)
+        if plan.free_surface:
+            p = _mirror_top(p, nd, r)
+        return (p, p1, tuple(new_ct)), g, g_f
 
     return adj
 
