@@ -209,9 +209,48 @@ def test_checkpointed_and_batched_gradients_equal_plain(small64):
         def grad(**kw):
             return jax.grad(lambda vv: jnp.sum(jaxfwi.forward(vv, DX, s, accuracy=4, pml_width=8, max_vel=3000.0, **kw) ** 2))(v)
 
-        g0 = grad()
-        for kw in ({"checkpoint": 37, "shot_batch": 2}, {"checkpoint": "sqrt"}):
+        g0 = grad(checkpoint="store")
+        for kw in ({"checkpoint": 37, "shot_batch": 2}, {"checkpoint": "sqrt"}, {}):
             np.testing.assert_allclose(grad(**kw), g0, rtol=1e-9, atol=1e-12 * float(jnp.abs(g0).max()))
+    # the two ways of getting the wavefield back are what the plan says
+    plans = {c: jaxfwi.plan_propagation(v, DX, s, accuracy=4, pml_width=8, max_vel=3000.0, checkpoint=c, warn=False)[0]
+             for c in ("store", "sqrt", 37)}
+    assert plans["store"].store_wavefield and not plans["sqrt"].store_wavefield and plans[37].checkpoint == 37
+    with pytest.raises(ValueError, match="checkpoint='keep'.*'store'"):
+        jaxfwi.plan_propagation(v, DX, s, checkpoint="keep", warn=False)
+
+
+def test_store_mode_gradient_matches_segments_in_float32():
+    # float32: summation by parts from the stored u against the recomputed segments, the default path
+    v = 2000.0 + 300.0 * jax.random.uniform(jax.random.key(5), (30, 50))
+    s = jaxfwi.Survey.surface_line(v.shape, 2, jaxfwi.ricker(12.0, 300, 0.002), 0.002, src_depth=2)
+
+    def grad(c):
+        return jax.grad(lambda vv: jnp.sum(jaxfwi.forward(vv, DX, s, accuracy=8, pml_width=10, max_vel=2400.0,
+                                                          checkpoint=c) ** 2))(v)
+
+    gs, gq = np.asarray(grad("store")), np.asarray(grad("sqrt"))
+    assert np.abs(gs).max() > 0
+    assert np.abs(gs - gq).max() <= 1e-4 * np.abs(gq).max()
+
+
+def test_resample_between_non_integer_time_axes():
+    from jaxfwi.physics.wavelets import resample
+
+    with jax.enable_x64(True):
+        w = jaxfwi.ricker(8.0, 1000, 0.0019, dtype=jnp.float64)
+        m = 1049  # the Marmousi case's internal steps over the same 1.9 s
+        t = np.arange(m) * 1.9 / m - 1.5 / 8.0
+        exact = (1 - 2 * (np.pi * 8 * t) ** 2) * np.exp(-(np.pi * 8 * t) ** 2)
+        wi = np.asarray(resample(w, m))
+        assert np.abs(wi - exact).max() < 1e-5
+        assert np.abs(np.asarray(resample(wi, 1000)) - np.asarray(w)).max() < 1e-7
+        # its transpose is the reverse resampling up to the length ratio (what the adjoint source uses)
+        x = jax.random.normal(jax.random.key(0), (1000,), jnp.float64)
+        y = jax.random.normal(jax.random.key(1), (m,), jnp.float64)
+        lhs = float(jnp.vdot(resample(x, m), y))
+        rhs = float(jnp.vdot(x, jax.linear_transpose(lambda z: resample(z, m), x)(y)[0]))
+        assert abs(lhs - rhs) < 1e-9 * abs(lhs)
 
 
 def test_jvp_through_checkpointed_scan_matches_finite_difference(small64):
