@@ -21,7 +21,8 @@ time decimation) applied to G's output before anything is measured.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, Tuple
+import math
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -183,7 +184,7 @@ class ComposedMap:
         self.d_shape = tuple(jax.eval_shape(lambda z: Gs(z.reshape(m_shape)), self.m).shape)
         self.n_theta = int(self.theta.size)
         self.n_model = int(self.m.size)
-        self.n_data = int(np_prod(self.d_shape))
+        self.n_data = math.prod(self.d_shape)
 
         Gf, rf = self.G_flat, self.rep_flat
         wrap = jax.jit if jit else (lambda f: f)
@@ -246,10 +247,3 @@ class ComposedMap:
             jrep=(lambda th, t: t) if ident else (lambda th, t: jvp_flat(rf, th, t)),
             jrepT=(lambda th, u: u) if ident else (lambda th, u: vjp_flat(rf, th, u)),
             m=self.m, theta=self.theta)
-
-
-def np_prod(shape: Sequence[int]) -> int:
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out
