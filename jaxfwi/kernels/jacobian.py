@@ -96,7 +96,8 @@ class DataSubsample:
         return d
 
 
-def _subsampled(G: Callable, subsample: Optional[DataSubsample]) -> Callable:
+def subsampled(G: Callable, subsample: Optional[DataSubsample]) -> Callable:
+    """``m -> subsample(G(m))`` (``G`` itself without a sub-sample)."""
     if subsample is None or subsample.is_identity:
         return G
     return lambda m: subsample(G(m))
@@ -166,7 +167,7 @@ class ComposedMap:
     def __init__(self, G: Callable, represent: Optional[Callable], params: Any,
                  subsample: Optional[DataSubsample] = None, jit: bool = False):
         self.subsample = subsample
-        Gs = _subsampled(G, subsample)
+        Gs = subsampled(G, subsample)
         if represent is None:
             m = jnp.asarray(params)
             self.identity = True

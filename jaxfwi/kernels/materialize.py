@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxfwi.kernels.jacobian import DataSubsample, _subsampled, flatten_function
+from jaxfwi.kernels.jacobian import DataSubsample, subsampled, flatten_function
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -133,7 +133,7 @@ def jacobian(f: Callable, x: Any, *, mode: str = "auto", chunk: Optional[int] = 
     Outputs are raveled (after the optional ``subsample``), inputs are the
     ``ravel_pytree`` vector of ``x``.
     """
-    f_flat, x_flat, _, _ = flatten_function(_subsampled(f, subsample), x)
+    f_flat, x_flat, _, _ = flatten_function(subsampled(f, subsample), x)
     return jacobian_flat(f_flat, x_flat, mode=mode, chunk=chunk)
 
 
@@ -195,7 +195,7 @@ def _sizes(G, represent, params, subsample):
     m = represent(params)
     n_model = int(m.size)
     n_theta = int(ravel_pytree(params)[0].size)
-    d = jax.eval_shape(_subsampled(G, subsample), m)
+    d = jax.eval_shape(subsampled(G, subsample), m)
     return m, n_model, n_theta, math.prod(d.shape)
 
 
