@@ -166,7 +166,7 @@ def canonical_name(name: Any, what: str = "method") -> str:
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:
         close = difflib.get_close_matches(key, list(_REGISTRY) + list(_ALIASES), n=1)
-        hint = f" (did you mean {_ALIASES.get(close[0], close[0])!r}?)" if close else ""
+        hint = f" (did you mean {_ALIASES.get(close[0], close[0])}?)" if close else ""
         raise ValueError(f"unknown {what} {name!r}{hint}; valid names: {', '.join(_REGISTRY)}")
     return key
 
@@ -201,19 +201,19 @@ _GRID = dict(representation=Grid, scale=1.0, learning_rate=5.0, identity_kernel=
 for _spec in (
     MethodSpec("adfwi", "ADFWI", **_GRID, aliases=("ad-fwi",)),
     MethodSpec("adfwi-tv", "ADFWI-TV", **_GRID, regularizer="tv", aliases=("ad-fwi-tv",)),
-    MethodSpec("weci-fwi", "WECI-FWI", **_GRID, misfit="weci", aliases=("wecifwi",)),
-    MethodSpec("ms-fwi", "MS-FWI", **_GRID, multiscale=True, aliases=("msfwi",)),
+    MethodSpec("weci-fwi", "WECI-FWI", **_GRID, misfit="weci"),
+    MethodSpec("ms-fwi", "MS-FWI", **_GRID, multiscale=True),
     MethodSpec("ifwi", "IFWI", Siren, aliases=("i-fwi",)),
     MethodSpec("winfwi", "WinFWI", Gabor, aliases=("win-fwi",)),
-    MethodSpec("lr-fwi", "LR-FWI", LowRank, aliases=("lrfwi",)),
-    MethodSpec("mpe-fwi", "MPE-FWI", HashGrid, aliases=("mpefwi",)),
-    MethodSpec("ig-fwi", "IG-FWI", Hybrid, {"branch": "siren"}, aliases=("igfwi",)),
-    MethodSpec("lrg-fwi", "LRG-FWI", Hybrid, {"branch": "lowrank"}, aliases=("lrgfwi",)),
+    MethodSpec("lr-fwi", "LR-FWI", LowRank),
+    MethodSpec("mpe-fwi", "MPE-FWI", HashGrid),
+    MethodSpec("ig-fwi", "IG-FWI", Hybrid, {"branch": "siren"}),
+    MethodSpec("lrg-fwi", "LRG-FWI", Hybrid, {"branch": "lowrank"}),
     # "no output scaling": the linear U-Net output is in m/s
-    MethodSpec("fad-fwi", "FAD-FWI", UNet, scale=1.0, learning_rate=0.01, paper=FAD_FWI, aliases=("fadfwi",)),
+    MethodSpec("fad-fwi", "FAD-FWI", UNet, scale=1.0, learning_rate=0.01, paper=FAD_FWI),
     # the generator's own scale * tanh is in m/s; lr not stated in the papers: ~1e-3 x 100 m/s per step
     MethodSpec("gnn-fwi", "GNN-FWI", Generator, scale=1.0, learning_rate=1e-3,
-               paper="GNN-FWI (Zhu et al. 2022), FAD-FWI's baseline", aliases=("gnnfwi",)),
+               paper="GNN-FWI (Zhu et al. 2022), FAD-FWI's baseline"),
 ):
     register(_spec)
 del _spec
