@@ -186,8 +186,10 @@ def test_make_fit_step_is_the_compiled_core(problem):
     s1b, _ = step(param, state, 0, 1, key_data, problem["d1"], problem["survey"], None)  # pure: same again
     for a, b in zip(jax.tree_util.tree_leaves(s1), jax.tree_util.tree_leaves(s1b)):
         np.testing.assert_array_equal(a, b)
-    res = fit(param, problem["d1"], problem["survey"], DX, epochs=1, key=jax.random.key(0), learning_rate=5.0,
-              progress=False, forward_kwargs=FWD, shot_order="cyclic")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", jaxfwi.physics.CoarseGridWarning)
+        res = fit(param, problem["d1"], problem["survey"], DX, epochs=1, key=jax.random.key(0), learning_rate=5.0,
+                  progress=False, forward_kwargs=FWD, shot_order="cyclic")
     np.testing.assert_allclose(float(rec["loss"]), res.history["loss"][0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(param.velocity(s1.params)), res.velocity, rtol=1e-6)
 

@@ -73,8 +73,8 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
       epochs: number of epochs (passes over all shots).
       key: JAX random key: split into the init key (``param.init``) and the shot-order key.
       optimizer: an ``optax.GradientTransformation``; default Adam at ``learning_rate``.
-      learning_rate: Adam's learning rate (default: the method's, see
-        :func:`jaxfwi.models.default_learning_rate`, inferred from the representation or ``method``).
+      learning_rate: Adam's learning rate (default: the method's, from the registry
+        :mod:`jaxfwi.methods`, for ``method`` or else the first method of the representation's class).
       misfit: name (``"l2"``, ``"l1"``, ``"envelope"``, ``"gc"``, ``"trace_l2"``, ``"weci"``) or
         ``f(d_syn, d_obs)`` (or ``f(d_syn, d_obs, iteration, n_iterations)``), evaluated per shot
         and summed. ``"weci"`` uses the logistic envelope weight over the optimizer iterations.
@@ -112,7 +112,8 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
       snapshot_params_every: keep a host copy of the params every this many epochs (and at 0)
         in ``result.snapshots`` (e.g. for kernel drift along training).
       devices: None (all ``jax.devices()``: shots sharded over them), an int, or a list.
-      method: method name, used for the default learning rate (and recorded in the fingerprint).
+      method: method name (any spelling :func:`jaxfwi.methods.canonical_name` accepts), used for the
+        default optimizer and learning rate (and recorded in the fingerprint).
       diverge_factor: a loss above this factor times its largest value so far (within the current
         multiscale band) is a divergence (default 1e3); None: only NaN/inf.
       memory_check: estimate the memory of one mini-batch gradient before compiling
