@@ -18,6 +18,8 @@ import sys
 import time
 import warnings
 
+from jaxfwi import methods as _methods
+
 DESCRIPTION = """\
 Pure-JAX full-waveform inversion. Every subcommand works out of the box on the built-in
 layered + fault model; --model FILE.npy uses your own [nz, nx] velocity model in m/s.
@@ -34,8 +36,7 @@ Run "jaxfwi COMMAND --help" for the options of a command and their defaults.
 Exit status: 0 done, 1 the inversion diverged, 2 usage error (nothing modelled), 130 interrupted.
 """
 
-METHOD_NAMES = ("adfwi", "adfwi-tv", "weci-fwi", "ms-fwi", "ifwi", "winfwi", "lr-fwi", "mpe-fwi", "ig-fwi",
-                "lrg-fwi", "fad-fwi", "gnn-fwi")
+METHOD_NAMES = _methods.names()
 
 #: defaults of the model/survey flags per subcommand (what --help shows is what runs)
 DEFAULTS = {
@@ -173,13 +174,10 @@ def _check_args(args):
 
 
 def _method(name, flag):
-    key = str(name).strip().lower().replace("_", "-")
-    if key not in METHOD_NAMES:
-        import difflib
-        close = difflib.get_close_matches(key, METHOD_NAMES, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise UsageError(f"{flag} {name!r} is not a method{hint}; choose from {', '.join(METHOD_NAMES)}.")
-    return key
+    try:
+        return _methods.canonical_name(name)
+    except ValueError as e:
+        raise UsageError(f"{flag} {name!r} is not a method: {e}.") from None
 
 
 def _setup(args):

@@ -20,7 +20,7 @@ A **scenario** is one cell of the papers' comparison tables::
   ``f`` scales it by ``1 / f`` like its peak frequency; 0 = none), ``shots`` (keep this
   many shots spread evenly; 0 = all). Written ``clean``, ``noise:8``, ``highpass:6``,
   ``shots:5`` or combined ``noise:0.5+highpass:2.5``.
-* ``method``: any :data:`jaxfwi.models.METHODS` name; ``strategy`` ``denorm`` (the
+* ``method``: any name of the method registry (:mod:`jaxfwi.methods`); ``strategy`` ``denorm`` (the
   default, v = m0 + S F) or ``pretrain`` (the Denorm paper's alternative: no m0, the
   network is first fitted to the initial model for ``pretrain_steps``).
 * ``epochs``, ``lr_scale`` (multiplies the method's default learning rate) and ``seed``
@@ -147,7 +147,7 @@ class Scenario:
     options: tuple = ()
 
     def __post_init__(self):
-        from jaxfwi.models import METHODS  # noqa: PLC0415
+        from jaxfwi.methods import canonical_name  # noqa: PLC0415
 
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
         set_("acquisition", _items(self.acquisition, "acquisition"))
@@ -164,10 +164,10 @@ class Scenario:
 
             get_preset(model)  # raises a helpful error for unknown names
         set_("model", model)
-        method = str(self.method).strip().lower().replace("_", "-")
-        if method not in METHODS:
-            raise ValueError(f"Scenario: method={self.method!r}; valid: {', '.join(METHODS)}.")
-        set_("method", method)
+        try:
+            set_("method", canonical_name(self.method))
+        except ValueError as e:
+            raise ValueError(f"Scenario: method={self.method!r}: {e}.") from None
         if self.init not in INIT_KINDS:
             raise ValueError(f"Scenario: init={self.init!r}; choose one of {INIT_KINDS}.")
         if self.strategy not in STRATEGIES:

@@ -29,8 +29,14 @@ from jaxfwi.experiments.published import lookup
 
 __all__ = ["collect", "summarize", "build_report", "METHOD_ORDER"]
 
-METHOD_ORDER = ("adfwi", "adfwi-tv", "weci-fwi", "ms-fwi", "ifwi", "winfwi", "lr-fwi", "mpe-fwi", "ig-fwi",
-                "lrg-fwi", "fad-fwi", "gnn-fwi")
+def _registry_order() -> tuple:
+    from jaxfwi import methods  # noqa: PLC0415
+
+    return methods.names()
+
+
+#: the order of methods in tables: the registry's (:mod:`jaxfwi.methods`), the papers' order
+METHOD_ORDER = _registry_order()
 METRICS = ("mse", "mae", "ssim", "psnr")
 LOWER_IS_BETTER = {"mse": True, "mae": True, "ssim": False, "psnr": False}
 DIGITS = {"mse": 4, "mae": 4, "ssim": 3, "psnr": 2}

@@ -21,6 +21,7 @@ its checkpoint (``invert``'s ``checkpoint_dir``) without losing finished epochs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -147,14 +148,26 @@ def _survey(preset):
 _DATA_CACHE: dict = {}
 
 
+@contextlib.contextmanager
+def _expected_warnings():
+    """Silence only the forward model's notes the runner expects on the papers' presets: the
+    CFL substeps (``dt`` of the published acquisitions is above the stability limit at reduced
+    grids) and a coarse grid (reduced presets). Every other warning is shown."""
+    from jaxfwi.physics import CoarseGridWarning, SubstepWarning  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SubstepWarning)
+        warnings.simplefilter("ignore", CoarseGridWarning)
+        yield
+
+
 def _clean_data(key, v_true, dx, survey, fwd, max_vel):
     import jaxfwi  # noqa: PLC0415
 
     if key not in _DATA_CACHE:
         if len(_DATA_CACHE) >= 4:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _expected_warnings():
             _DATA_CACHE[key] = np.asarray(jaxfwi.forward(v_true, dx, survey, max_vel=max_vel, **fwd))
     return _DATA_CACHE[key]
 
@@ -182,7 +195,9 @@ def prepare(sc: Scenario, data_dir=None) -> Setup:
     elif bounds is not None:
         bounds = tuple(float(b) for b in bounds)
     survey = _survey(preset)
-    max_vel = bounds[1] if bounds else 1.25 * float(max(v_true.max(), v_init.max()))
+    from jaxfwi.inversion.config import MAX_VEL_MARGIN  # noqa: PLC0415
+
+    max_vel = bounds[1] if bounds else MAX_VEL_MARGIN * float(max(v_true.max(), v_init.max()))
     key = (sc.model, sc.reduce, sc.acquisition, fwd["accuracy"])
     d_clean = _clean_data(key, v_true, preset.dx, survey, fwd, max(max_vel, float(v_true.max())))
     return Setup(scenario=sc, preset=preset, freq_scale=freq_scale, v_true=v_true, v_init=v_init, survey=survey,
@@ -275,6 +290,7 @@ def _method_lr(sc: Scenario) -> float:
 
 
 def _invert_kwargs(setup: Setup, info: dict) -> dict:
+    from jaxfwi.methods import get as get_method  # noqa: PLC0415
     from jaxfwi.signal import multiscale_bands  # noqa: PLC0415
 
     sc = setup.scenario
@@ -288,7 +304,7 @@ def _invert_kwargs(setup: Setup, info: dict) -> dict:
         kw["max_vel"] = setup.bounds[1]
     else:  # bounds=null: none (invert's default would clip to 1.25 x the initial model's maximum)
         kw["bounds"] = None
-    if sc.method == "ms-fwi" and "multiscale" not in opts:
+    if get_method(sc.method).multiscale is True and "multiscale" not in opts:  # the MS-FWI bands, rescaled
         bands = [round(b * setup.freq_scale, 4) for b in multiscale_bands()]
         kw["multiscale"] = bands
         info["multiscale_hz"] = bands
@@ -325,12 +341,13 @@ def _write_scenario_files(root: Path, setup: Setup):
 def _mid_gather(setup, survey, v, kw):
     import jaxfwi  # noqa: PLC0415
 
+    from jaxfwi.inversion.config import MAX_VEL_MARGIN  # noqa: PLC0415
+
     mid = survey.n_shots // 2
     fwd = dict(setup.forward)
-    fwd["max_vel"] = kw.get("max_vel", None) or 1.25 * float(np.max(v))
+    fwd["max_vel"] = kw.get("max_vel", None) or MAX_VEL_MARGIN * float(np.max(v))
     fwd["max_vel"] = max(fwd["max_vel"], float(np.max(v)))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with _expected_warnings():
         return np.asarray(jaxfwi.forward(v, setup.dx, survey.select(np.asarray([mid])), **fwd))[0], mid
 
 
@@ -374,18 +391,12 @@ def _write_seed(root: Path, setup: Setup, sc: Scenario, *, velocity, history, st
     return rec
 
 
-def _count_params(params, n_seeds):
-    import jax  # noqa: PLC0415
-
-    n = sum(int(np.prod(np.shape(x))) for x in jax.tree_util.tree_leaves(params))
-    return n // n_seeds if n_seeds else n
-
-
 def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, progress, checkpoint_every, log,
                callback=None):
     import jax  # noqa: PLC0415
 
     from jaxfwi.inversion import NonFiniteLossError, invert, invert_seeds  # noqa: PLC0415
+    from jaxfwi.models import count_params  # noqa: PLC0415
 
     sc0 = todo[0]
     seeds = [sc.seed for sc in todo]
@@ -401,8 +412,7 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
         d = d_obs[i] if per_seed_data else d_obs
         t0 = time.perf_counter()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _expected_warnings():
                 res = invert(d, survey, setup.dx, setup.v_init, key=jax.random.key(sc.seed), checkpoint_dir=ck,
                              **common)
         except NonFiniteLossError as e:
@@ -414,7 +424,7 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
         else:
             rec = _write_seed(root, setup, sc, velocity=res.velocity, history=_per_seed(res.history, 0, None),
                               status="ok", wall_s=time.perf_counter() - t0, info=info, kw=kw, d_obs_seed=d,
-                              survey=survey, n_params=_count_params(res.params, None))
+                              survey=survey, n_params=count_params(res.params))
         shutil.rmtree(ck, ignore_errors=True)
         return rec
 
@@ -432,8 +442,7 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
         keys = jax.vmap(jax.random.key)(np.asarray(seeds, np.uint32))
         t0 = time.perf_counter()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with _expected_warnings():
                 res = invert_seeds(d_obs, survey, setup.dx, setup.v_init, keys=keys, checkpoint_dir=ck, **common)
         except NonFiniteLossError as e:
             log(f"  seeds {seeds} together diverged at epoch {e.epoch} ({str(e).split('.')[0]}); "
@@ -441,7 +450,7 @@ def _run_group(root: Path, setup: Setup, todo: list[Scenario], *, vmap_seeds, pr
             shutil.rmtree(ck, ignore_errors=True)
         else:
             wall = (time.perf_counter() - t0) / len(todo)
-            n_par = _count_params(res.params, len(todo))
+            n_par = count_params(res.params) // len(todo)
             for i, sc in enumerate(todo):
                 d_i = d_obs[i] if per_seed_data else d_obs
                 records.append(_write_seed(root, setup, sc, velocity=res.velocity[i],
@@ -474,11 +483,11 @@ def _seed_independent(setup: Setup, seeds) -> bool:
         param = models.build(sc.method, setup.v_init, **build_opts)
     except (TypeError, ValueError):
         return False
-    from jaxfwi.inversion.engine import _split  # noqa: PLC0415
+    from jaxfwi.inversion.config import run_keys  # noqa: PLC0415
 
-    p0 = param.init(_split(jax.random.key(seeds[0]))[0])
+    p0 = param.init(run_keys(jax.random.key(seeds[0]))[0])
     for s in seeds[1:]:
-        p1 = param.init(_split(jax.random.key(s))[0])
+        p1 = param.init(run_keys(jax.random.key(s))[0])
         if not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in
                    zip(jax.tree_util.tree_leaves(p0), jax.tree_util.tree_leaves(p1))):
             return False

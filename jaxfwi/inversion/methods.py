@@ -1,61 +1,46 @@
-"""The papers' FWI methods by name: representation + misfit + regulariser + schedule defaults.
+"""The papers' FWI methods by name: ``invert`` = the registry entry (:mod:`jaxfwi.methods`:
+representation + misfit + regulariser + schedule + optimizer defaults) + :func:`fit`.
 
-=========  ===============================================================================
-method     defaults (CR-FWI settings, METHODS.md section 2)
-=========  ===============================================================================
-adfwi      Grid, l2, Adam lr 5 (m/s)
-adfwi-tv   Grid, l2 + ADFWI's first-order TV (sum a |D v| / h_km, both axes), weight
-           a = 2e-9 decayed x0.9 every 20 epochs, Adam lr 5
-weci-fwi   Grid, WECI misfit (envelope -> global correlation, logistic weight over the
-           iterations), Adam lr 5
-ms-fwi     Grid, l2 on data low-passed at 4, 6, ..., 14 Hz (epochs split evenly), Adam lr 5
-ifwi ...   the continuous representations (ifwi, winfwi, lr-fwi, mpe-fwi, ig-fwi, lrg-fwi):
-           l2, Adam lr 1e-4, static denormalisation v = m0 + 1000 m/s x F
-fad-fwi    U-Net on a GRF latent, l2, Adam lr 0.01; gnn-fwi: generator, l2, Adam lr 1e-3
-=========  ===============================================================================
+
+The defaults of every method (the papers' settings) are in its registry entry; see the table
+in :mod:`jaxfwi.methods` and :func:`method_defaults`.
 """
 from __future__ import annotations
 
 import jax
 
-from jaxfwi import models
-from jaxfwi.inversion.engine import FORWARD_OPTIONS, fit, fit_seeds
+from jaxfwi import methods as _methods
+from jaxfwi.inversion.config import FORWARD_OPTIONS, FitConfig, as_key, run_keys
+from jaxfwi.inversion.engine import fit, fit_seeds
 
 __all__ = ["METHOD_DEFAULTS", "method_defaults", "invert", "invert_seeds", "FIT_OPTIONS"]
 
-#: method-specific fit options (all others: l2, no regulariser, no multiscale)
-METHOD_DEFAULTS: dict[str, dict] = {
-    "adfwi-tv": {"regularizer": "tv"},
-    "weci-fwi": {"misfit": "weci"},
-    "ms-fwi": {"multiscale": True},
-}
-
-#: options of :func:`invert` passed on to :func:`fit`
-FIT_OPTIONS = ("optimizer", "learning_rate", "misfit", "regularizer", "shot_batch", "updates_per_epoch",
-               "shot_order", "multiscale", "clip_norm", "v_true", "checkpoint_dir", "checkpoint_every", "resume",
-               "progress", "params", "callback", "snapshot_params_every", "devices", "forward_kwargs",
-               "diverge_factor", "memory_check")
+#: options of :func:`invert` passed on to :func:`fit` (the fields of :class:`FitConfig` but ``epochs``)
+FIT_OPTIONS = tuple(n for n in FitConfig.names() if n not in ("epochs", "method"))
 
 
-def _name(method: str) -> str:
-    name = str(method).strip().lower().replace("_", "-")
-    if name not in models.METHODS:
-        raise ValueError(f"unknown method {method!r}; valid names: {', '.join(models.METHODS)}")
-    return name
+def _method_defaults_table() -> dict:
+    base = {"misfit": "l2", "regularizer": None, "multiscale": None}
+    out = {}
+    for spec in _methods.specs():
+        diff = {k: v for k, v in spec.fit_defaults().items() if k in base and v != base[k]}
+        if diff:
+            out[spec.name] = diff
+    return out
+
+
+#: method-specific fit options (all others: l2, no regulariser, no multiscale), from :mod:`jaxfwi.methods`
+METHOD_DEFAULTS: dict[str, dict] = _method_defaults_table()
 
 
 def method_defaults(method: str) -> dict:
     """The fit options a method uses by default: ``misfit``, ``regularizer``, ``multiscale``,
-    ``learning_rate`` (Adam)."""
-    name = _name(method)
-    out = {"misfit": "l2", "regularizer": None, "multiscale": None,
-           "learning_rate": models.default_learning_rate(name)}
-    out.update(METHOD_DEFAULTS.get(name, {}))
-    return out
+    ``learning_rate`` (Adam), from its registry entry (:func:`jaxfwi.methods.get`)."""
+    return _methods.get(method).fit_defaults()
 
 
 def _prepare(method, v_init, options):
-    name = _name(method)
+    spec = _methods.get(method)
     options = dict(options)
     fit_kw = {k: options.pop(k) for k in FIT_OPTIONS if k in options}
     fwd = dict(fit_kw.pop("forward_kwargs", None) or {})
@@ -64,13 +49,13 @@ def _prepare(method, v_init, options):
             fwd[k] = options.pop(k)
     pretrain = options.pop("pretrain", None)
     pretrain_lr = options.pop("pretrain_lr", 1e-3)
-    param = models.build(name, v_init, **options)  # the rest: representation / denormalisation settings
-    kw = method_defaults(name)
+    param = spec.build(v_init, **options)  # the rest: representation / denormalisation settings
+    kw = spec.fit_defaults()
     if "optimizer" in fit_kw:
         kw.pop("learning_rate")
     kw.update(fit_kw)
     kw["forward_kwargs"] = fwd
-    return name, param, kw, pretrain, pretrain_lr
+    return spec.name, param, kw, pretrain, pretrain_lr
 
 
 def invert(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300, key=None, **options):
@@ -110,8 +95,7 @@ def invert(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300,
     name, param, kw, pretrain, pretrain_lr = _prepare(method, v_init, options)
     key = jax.random.key(0) if key is None else key
     if pretrain and kw.get("params") is None:
-        from jaxfwi.inversion.engine import _as_key, _split
-        k_init, _ = _split(_as_key(key))
+        k_init, _ = run_keys(as_key(key))
         kw["params"] = param.pretrain(param.init(k_init), steps=int(pretrain), lr=float(pretrain_lr))
     return fit(param, d_obs, survey, dx, epochs=epochs, key=key, method=name, **kw)
 
@@ -125,8 +109,7 @@ def invert_seeds(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int 
         raise ValueError("invert_seeds: pass keys=jax.random.split(jax.random.key(0), n_seeds).")
     name, param, kw, pretrain, pretrain_lr = _prepare(method, v_init, options)
     if pretrain and kw.get("params") is None:
-        from jaxfwi.inversion.engine import _as_key, _split
-        k_init, _ = jax.vmap(_split)(_as_key(keys, "keys"))
+        k_init, _ = jax.vmap(run_keys)(as_key(keys, "keys"))
         kw["params"] = jax.vmap(lambda k: param.pretrain(param.init(k), steps=int(pretrain),
                                                          lr=float(pretrain_lr)))(k_init)
     kw.pop("method", None)

@@ -21,7 +21,8 @@ time decimation) applied to G's output before anything is measured.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence, Tuple
+import math
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -95,7 +96,8 @@ class DataSubsample:
         return d
 
 
-def _subsampled(G: Callable, subsample: Optional[DataSubsample]) -> Callable:
+def subsampled(G: Callable, subsample: Optional[DataSubsample]) -> Callable:
+    """``m -> subsample(G(m))`` (``G`` itself without a sub-sample)."""
     if subsample is None or subsample.is_identity:
         return G
     return lambda m: subsample(G(m))
@@ -165,7 +167,7 @@ class ComposedMap:
     def __init__(self, G: Callable, represent: Optional[Callable], params: Any,
                  subsample: Optional[DataSubsample] = None, jit: bool = False):
         self.subsample = subsample
-        Gs = _subsampled(G, subsample)
+        Gs = subsampled(G, subsample)
         if represent is None:
             m = jnp.asarray(params)
             self.identity = True
@@ -183,7 +185,7 @@ class ComposedMap:
         self.d_shape = tuple(jax.eval_shape(lambda z: Gs(z.reshape(m_shape)), self.m).shape)
         self.n_theta = int(self.theta.size)
         self.n_model = int(self.m.size)
-        self.n_data = int(np_prod(self.d_shape))
+        self.n_data = math.prod(self.d_shape)
 
         Gf, rf = self.G_flat, self.rep_flat
         wrap = jax.jit if jit else (lambda f: f)
@@ -246,10 +248,3 @@ class ComposedMap:
             jrep=(lambda th, t: t) if ident else (lambda th, t: jvp_flat(rf, th, t)),
             jrepT=(lambda th, u: u) if ident else (lambda th, u: vjp_flat(rf, th, u)),
             m=self.m, theta=self.theta)
-
-
-def np_prod(shape: Sequence[int]) -> int:
-    out = 1
-    for s in shape:
-        out *= int(s)
-    return out

@@ -33,13 +33,14 @@ variable ``JAX_ENABLE_X64=1``) or locally::
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxfwi.kernels.jacobian import DataSubsample, _subsampled, flatten_function, np_prod
+from jaxfwi.kernels.jacobian import DataSubsample, subsampled, flatten_function
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -114,7 +115,7 @@ def jacobian_flat(f_flat: Callable, x: jax.Array, *, mode: str = "auto",
     """Dense Jacobian ``[n_out, n_in]`` of ``f_flat: [n_in] -> [n_out]`` at ``x``."""
     n_in = int(x.size)
     out = jax.eval_shape(f_flat, x)
-    n_out = int(np_prod(out.shape))
+    n_out = math.prod(out.shape)
     mode = resolve_mode(mode, n_out, n_in)
     eager = _is_concrete(x)
     if mode == "fwd":
@@ -132,7 +133,7 @@ def jacobian(f: Callable, x: Any, *, mode: str = "auto", chunk: Optional[int] = 
     Outputs are raveled (after the optional ``subsample``), inputs are the
     ``ravel_pytree`` vector of ``x``.
     """
-    f_flat, x_flat, _, _ = flatten_function(_subsampled(f, subsample), x)
+    f_flat, x_flat, _, _ = flatten_function(subsampled(f, subsample), x)
     return jacobian_flat(f_flat, x_flat, mode=mode, chunk=chunk)
 
 
@@ -194,8 +195,8 @@ def _sizes(G, represent, params, subsample):
     m = represent(params)
     n_model = int(m.size)
     n_theta = int(ravel_pytree(params)[0].size)
-    d = jax.eval_shape(_subsampled(G, subsample), m)
-    return m, n_model, n_theta, int(np_prod(d.shape))
+    d = jax.eval_shape(subsampled(G, subsample), m)
+    return m, n_model, n_theta, math.prod(d.shape)
 
 
 def _resolve_strategy(strategy, n_data, n_model, n_theta):

@@ -22,15 +22,24 @@ from jaxfwi.kernels.spectra import eigenvalues_from_factor
 __all__ = [
     "GRID_METHODS",
     "make_forward",
-    "select_shots",
+    "apply_shot_subsample",
     "method_problem",
     "method_kernel",
     "eigenvalues",
 ]
 
+
+
+def _identity_kernel_methods() -> tuple:
+    from jaxfwi import methods  # noqa: PLC0415
+
+    return tuple(s.name for s in methods.specs() if s.identity_kernel)
+
+
 #: methods whose representation is the grid itself (v = m0 + params): K_theta = identity,
-#: their wave-based NTK is the wave kernel J_m J_m^T.
-GRID_METHODS = ("adfwi", "adfwi-tv", "weci-fwi", "ms-fwi")
+#: their wave-based NTK is the wave kernel J_m J_m^T (``MethodSpec.identity_kernel`` in
+#: :mod:`jaxfwi.methods`; a snapshot taken at import).
+GRID_METHODS = _identity_kernel_methods()
 
 
 def make_forward(survey, dx, *, max_vel: Optional[float] = None, **forward_kwargs) -> Callable:
@@ -52,7 +61,7 @@ def make_forward(survey, dx, *, max_vel: Optional[float] = None, **forward_kwarg
     return G
 
 
-def select_shots(survey, subsample: Optional[DataSubsample]):
+def apply_shot_subsample(survey, subsample: Optional[DataSubsample]):
     """Apply the shot part of a sub-sample to the survey itself (cheaper than propagating
     every shot and discarding some).  Returns ``(survey, remaining_subsample)``."""
     if subsample is None or subsample.shots is None or not hasattr(survey, "select"):
@@ -67,24 +76,49 @@ def method_problem(method: str, v_init, survey, dx, *, key: Optional[jax.Array] 
                    ) -> Tuple[Callable, Optional[Callable], Any, jax.Array]:
     """Build ``(G, represent, point, v0)`` for a named method at its initialisation.
 
-    ``represent`` is None for the grid methods (the point is then ``v0`` itself,
-    the wave kernel), else ``Parameterization.velocity`` with ``point = params``
+    ``represent`` is None for the methods whose model-space kernel is the identity (the grid
+    methods: the point is then ``v0`` itself, the wave kernel), else the Parameterization's
+    ``velocity`` with ``point = params``
     (``build(method, v_init).init(key)`` unless ``params`` is given).
     ``max_vel`` defaults to ``max(v0)`` (exact for linearisation at v0).
     """
-    from jaxfwi import models
+    from jaxfwi import methods
 
-    name = method.lower()
-    param = models.build(name, v_init, **(model_overrides or {}))
+    spec = methods.get(method)
+    param = spec.build(v_init, **(model_overrides or {}))
     if params is None:
         params = param.init(jax.random.key(0) if key is None else key)
-    v0 = param.velocity(params)
+    v0 = _velocity(param, params)
     if max_vel is None:
         max_vel = float(jnp.max(v0))
     G = make_forward(survey, dx, max_vel=max_vel, **forward_kwargs)
-    if name in GRID_METHODS:
+    if spec.identity_kernel:
         return G, None, v0, v0
-    return G, param.velocity, params, v0
+    return G, _Represent(param), params, v0
+
+
+@jax.jit
+def _velocity(param, params):
+    return param.velocity(params)
+
+
+@jax.tree_util.register_pytree_node_class
+class _Represent:
+    """``params -> velocity`` of a Parameterization as a pytree (``m0`` and bounds are leaves),
+    so jitted kernels built on it compile once for every initial model of the same shape."""
+
+    def __init__(self, param):
+        self.param = param
+
+    def __call__(self, params):
+        return self.param.velocity(params)
+
+    def tree_flatten(self):
+        return (self.param,), None
+
+    @classmethod
+    def tree_unflatten(cls, _, children):
+        return cls(children[0])
 
 
 def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
@@ -92,7 +126,7 @@ def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] =
                   model_overrides: Optional[dict] = None, **forward_kwargs) -> jax.Array:
     """The materialised wave-based NTK ``[n_data, n_data]`` of a named method at init
     (the wave kernel ``J_m J_m^T`` for the grid methods)."""
-    survey, subsample = select_shots(survey, subsample)
+    survey, subsample = apply_shot_subsample(survey, subsample)
     G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
                                       model_overrides=model_overrides, **forward_kwargs)
     if rep is None:
@@ -124,7 +158,7 @@ def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = N
     as ``svd(B)**2``; cost ``min(n_data, n_model)`` wave propagations.  For float64
     run under ``with jax.enable_x64(True):`` with a float64 ``v_init``.
     """
-    survey, subsample = select_shots(survey, subsample)
+    survey, subsample = apply_shot_subsample(survey, subsample)
     G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
                                       model_overrides=model_overrides, **forward_kwargs)
     B = wave_ntk_factor(G, rep, point, subsample=subsample, chunk=chunk)

@@ -159,6 +159,6 @@ class HashGrid(nn.Module):
         shape = check_shape(self.shape, owner="HashGrid")
         dt = float_dtype(self.dtype)
         x = jnp.asarray(grid_coords(shape, dt))
-        h = HashEncoding(self.levels, self.base_resolution, self.scale, self.table_size,
-                         self.features, dt, name="encoding")(x)
+        h = HashEncoding(levels=self.levels, base_resolution=self.base_resolution, scale=self.scale,
+                         table_size=self.table_size, features=self.features, dtype=dt, name="encoding")(x)
         return relu_mlp(h, self.hidden, self.n_hidden, dt).reshape(shape)

@@ -75,14 +75,14 @@ class Hybrid(nn.Module):
             raise ValueError(f"Hybrid: branch='lowrank' needs a 2-D shape, got shape={shape}")
         dt = float_dtype(self.dtype)
         x = jnp.asarray(grid_coords(shape, dt))
-        h = HashEncoding(self.levels, self.base_resolution, self.scale, self.table_size,
-                         self.features, dt, name="encoding")(x)
+        h = HashEncoding(levels=self.levels, base_resolution=self.base_resolution, scale=self.scale,
+                         table_size=self.table_size, features=self.features, dtype=dt, name="encoding")(x)
         if self.branch == "siren":
-            feat = SirenNet(self.siren_width, self.siren_depth, None, self.siren_omega0, dt,
-                            name="siren")(x)
+            feat = SirenNet(width=self.siren_width, n_sine=self.siren_depth, out=None, omega0=self.siren_omega0,
+                            dtype=dt, name="siren")(x)
         else:
-            lr = LowRank(shape, self.lr_rank, self.lr_width, self.lr_depth, self.lr_omega0, dt,
-                         name="lowrank")
+            lr = LowRank(shape=shape, rank=self.lr_rank, width=self.lr_width, depth=self.lr_depth,
+                         omega0=self.lr_omega0, dtype=dt, name="lowrank")
             feat = lr.features().reshape(x.shape[0], -1)
         z = jnp.concatenate([self.alpha * h, (1.0 - self.alpha) * feat], axis=-1)
         return relu_mlp(z, self.hidden, self.n_hidden, dt, name="fusion", out_scale=0.1).reshape(shape)

@@ -72,11 +72,13 @@ class LowRank(nn.Module):
         dt = float_dtype(self.dtype)
         self._dt = dt
         if len(shape) == 1:
-            self.nets = [SirenNet(self.width, self.depth - 1, 1, self.omega0, dt, name="net")]
+            self.nets = [SirenNet(width=self.width, n_sine=self.depth - 1, out=1, omega0=self.omega0, dtype=dt,
+                                  name="net")]
             return
         ranks = resolve_rank(shape, self.rank)
         self._ranks = ranks
-        self.nets = [SirenNet(self.width, self.depth - 1, r, self.omega0, dt, name=f"factor_{i}")
+        self.nets = [SirenNet(width=self.width, n_sine=self.depth - 1, out=r, omega0=self.omega0, dtype=dt,
+                              name=f"factor_{i}")
                      for i, r in enumerate(ranks)]
         self.core = self.param("core", uniform_init(1.0 / math.sqrt(ranks[0])), ranks, dt)
 

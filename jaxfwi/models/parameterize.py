@@ -4,13 +4,14 @@ METHODS.md section 4 (Denorm paper): the velocity is ``m = m0 + S * F_theta(x)``
 ("S-Denorm", m0 fixed) or the same with ``m0`` trainable ("A-Denorm"); the
 alternative is to pretrain ``F_theta`` to reproduce the initial model (L1 loss)
 and then invert without ``m0``. :func:`build` maps the papers' method names to
-representations with the papers' settings.
+representations with the papers' settings (read from the registry, :mod:`jaxfwi.methods`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Optional
+import functools
+from typing import Any, Mapping, Optional
 
 import flax.linen as nn
 import jax
@@ -19,14 +20,6 @@ import numpy as np
 import optax
 
 from jaxfwi.models._common import check_shape, float_dtype
-from jaxfwi.models.gabor import Gabor
-from jaxfwi.models.generator import Generator
-from jaxfwi.models.grid import Grid
-from jaxfwi.models.hashgrid import HashGrid
-from jaxfwi.models.hybrid import Hybrid
-from jaxfwi.models.lowrank import LowRank
-from jaxfwi.models.siren import Siren
-from jaxfwi.models.unet import UNet
 
 Array = jax.Array
 
@@ -54,6 +47,7 @@ def count_params(params: Any, complex_as_one: bool = False) -> int:
     return total
 
 
+@jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True, eq=False)
 class Parameterization:
     """params -> velocity (m/s) for one representation and one initial model.
@@ -77,8 +71,12 @@ class Parameterization:
         ``v`` is inside and away from the bounds.
 
     Params pytree: ``{"net": <the module's flax 'params' collection>}``, plus
-    ``"m0"`` in adaptive mode. Use functionally; the object holds arrays, so close
-    over it rather than passing it as a static ``jit`` argument.
+    ``"m0"`` in adaptive mode.
+
+    A Parameterization is itself a pytree: ``m0`` and the two bounds are its leaves
+    (traced under ``jit``), the module and the other settings its static part (compared
+    by value). Pass it to a jitted function as an ordinary argument: another initial
+    model or other bounds of the same shape reuse the compiled program.
     """
     module: nn.Module
     m0: Any
@@ -128,9 +126,23 @@ class Parameterization:
         # Trace the module once (no compilation, no FLOPs) so bad settings fail here.
         jax.eval_shape(self.module.init, jax.random.PRNGKey(0))
 
+    # --- pytree: arrays are leaves, the module and settings are static ------------------
+    def tree_flatten(self):
+        leaves = (self.m0,) if self.bounds is None else (self.m0, *self.bounds)
+        return leaves, (self.module, self.scale, self.mode, self.clip, self.bounds is not None)
+
+    @classmethod
+    def tree_unflatten(cls, static, leaves):
+        module, scale, mode, clip, bounded = static
+        obj = object.__new__(cls)  # no validation: the leaves may be tracers or placeholders
+        for name, value in (("module", module), ("m0", leaves[0]), ("scale", scale), ("mode", mode),
+                            ("bounds", tuple(leaves[1:3]) if bounded else None), ("clip", clip)):
+            object.__setattr__(obj, name, value)
+        return obj
+
     @property
     def shape(self) -> tuple[int, ...]:
-        return tuple(self.m0.shape)
+        return tuple(jnp.shape(self.m0))
 
     def init(self, key: Array) -> dict:
         """Initial params pytree from a PRNG key (jittable, vmappable over keys)."""
@@ -173,110 +185,52 @@ class Parameterization:
         return v
 
     def pretrain(self, params: dict, steps: int = 500, lr: float = 1e-3,
-                 key: Optional[Array] = None, target: Optional[Any] = None,
-                 return_losses: bool = False):
+                 target: Optional[Any] = None, return_losses: bool = False):
         """Fit the params so that ``velocity(params) ~= m0`` (L1 loss, Adam).
 
         The Denorm paper's pretraining strategy (normally with ``mode="none"``).
-        Runs ``steps`` Adam steps in one jitted ``lax.scan``. The loss is taken on
-        :meth:`unbounded_velocity`: with hard ``bounds`` a network whose output starts
+        Runs ``steps`` Adam steps in one jitted ``lax.scan`` (compiled once per shape, number
+        of steps and settings: another ``m0``, target or learning rate reuses it). The loss is
+        taken on :meth:`unbounded_velocity`: with hard ``bounds`` a network whose output starts
         (or overshoots) outside them would otherwise get a zero gradient and stay there.
 
         Args:
           params: params pytree (e.g. from :meth:`init`).
           steps: number of Adam steps.
           lr: Adam learning rate.
-          key: unused (the fit is deterministic); accepted for API symmetry.
           target: model to fit instead of ``m0`` (m/s, same shape).
           return_losses: also return the per-step mean L1 misfit (m/s), array [steps].
         Returns:
           fitted params (and the losses if requested).
         """
-        del key
         steps = int(steps)
         if steps < 1:
             raise ValueError(f"pretrain: steps={steps} must be >= 1")
         tgt = self.m0 if target is None else jnp.asarray(target, self.m0.dtype)
         if tgt.shape != self.m0.shape:
             raise ValueError(f"pretrain: target has shape {tgt.shape}, expected {self.m0.shape}")
-        opt = optax.adam(lr)
-
-        def loss(p):
-            return jnp.mean(jnp.abs(self.unbounded_velocity(p) - tgt))
-
-        @jax.jit
-        def run(p):
-            def step(carry, _):
-                p, s = carry
-                val, g = jax.value_and_grad(loss)(p)
-                upd, s = opt.update(g, s, p)
-                return (optax.apply_updates(p, upd), s), val
-            (p, _), losses = jax.lax.scan(step, (p, opt.init(p)), None, length=steps)
-            return p, losses
-
-        out, losses = run(params)
+        out, losses = _pretrain(self, params, tgt, jnp.asarray(lr, self.m0.dtype), steps)
         return (out, losses) if return_losses else out
 
 
-# --- the papers' methods -------------------------------------------------------------
+@functools.partial(jax.jit, static_argnums=4)
+def _pretrain(param: Parameterization, params, target, lr, steps: int):
+    opt = optax.adam(lr)
 
-_GRID_METHODS = ("adfwi", "adfwi-tv", "weci-fwi", "ms-fwi")
+    def loss(p):
+        return jnp.mean(jnp.abs(param.unbounded_velocity(p) - target))
 
-#: method name -> (representation class, fixed module settings)
-METHODS: dict[str, tuple[type, dict]] = {
-    **{m: (Grid, {}) for m in _GRID_METHODS},
-    "ifwi": (Siren, {}),
-    "winfwi": (Gabor, {}),
-    "lr-fwi": (LowRank, {}),
-    "mpe-fwi": (HashGrid, {}),
-    "ig-fwi": (Hybrid, {"branch": "siren"}),
-    "lrg-fwi": (Hybrid, {"branch": "lowrank"}),
-    "fad-fwi": (UNet, {}),
-    "gnn-fwi": (Generator, {}),
-}
+    def step(carry, _):
+        p, s = carry
+        val, g = jax.value_and_grad(loss)(p)
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s), val
 
-_CR_SCALE = 1000.0
+    (p, _), losses = jax.lax.scan(step, (params, opt.init(params)), None, length=steps)
+    return p, losses
 
 
-def _normalise_method(method: Any) -> str:
-    name = str(method).strip().lower().replace("_", "-")
-    if name not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid names: {', '.join(METHODS)}")
-    return name
-
-
-def default_scale(method: str) -> float:
-    """Default denormalisation scale S (m/s) for a method.
-
-    * grid methods: 1 (the parameters are the velocity update in m/s, so the
-      papers' Adam lr 5 is "5 m/s per step");
-    * CR methods (ifwi, winfwi, lr-fwi, mpe-fwi, ig-fwi, lrg-fwi): 1000 m/s, i.e. the
-      network output is in km/s; with Adam lr 1e-4 this moves the model by O(1-10)
-      m/s per step, the same order as the grid methods' lr 5;
-    * fad-fwi: 1 ("no output scaling": the linear U-Net output is in m/s; lr 0.01);
-    * gnn-fwi: 1 (the generator's own ``scale * tanh`` is in m/s).
-    """
-    name = _normalise_method(method)
-    if name in _GRID_METHODS or name in ("fad-fwi", "gnn-fwi"):
-        return 1.0
-    return _CR_SCALE
-
-
-def default_learning_rate(method: str) -> float:
-    """The papers' Adam learning rate: 5.0 (grid methods, m/s), 1e-4 (CR methods,
-    CR-FWI), 0.01 (fad-fwi, FAD-FWI); 1e-3 for gnn-fwi (not stated in the papers:
-    our choice, about 1e-3 x 100 m/s per step through the tanh)."""
-    name = _normalise_method(method)
-    if name in _GRID_METHODS:
-        return 5.0
-    if name == "fad-fwi":
-        return 0.01
-    if name == "gnn-fwi":
-        return 1e-3
-    return 1e-4
-
-
-_PARAM_FIELDS = ("scale", "mode", "bounds", "clip")
+# --- the papers' methods: read from the registry, jaxfwi.methods ----------------------
 
 #: default velocity bounds of :func:`build`, as factors of the initial model's (min, max)
 DEFAULT_BOUND_FACTORS = (0.5, 1.25)
@@ -300,10 +254,10 @@ def build(method: str, v_init: Any, **overrides) -> Parameterization:
     """The Parameterization of a paper method with the papers' default settings.
 
     Args:
-      method: one of ``METHODS`` (case-insensitive, ``_`` accepted for ``-``):
-        adfwi, adfwi-tv, weci-fwi, ms-fwi (Grid); ifwi (Siren); winfwi (Gabor);
-        lr-fwi (LowRank); mpe-fwi (HashGrid); ig-fwi (Hybrid, siren branch);
-        lrg-fwi (Hybrid, lowrank branch); fad-fwi (UNet); gnn-fwi (Generator).
+      method: a name of the method registry :mod:`jaxfwi.methods` (case-insensitive, ``_``
+        accepted for ``-``): adfwi, adfwi-tv, weci-fwi, ms-fwi (Grid); ifwi (Siren); winfwi
+        (Gabor); lr-fwi (LowRank); mpe-fwi (HashGrid); ig-fwi (Hybrid, siren branch); lrg-fwi
+        (Hybrid, lowrank branch); fad-fwi (UNet); gnn-fwi (Generator).
       v_init: initial model m0, [nz, nx] (or [nz] / [nz, ny, nx]), m/s.
       **overrides: Parameterization fields (``scale``, ``mode``, ``bounds``,
         ``clip``) and/or module settings (e.g. ``width=64``, ``table_size=2**8``).
@@ -312,26 +266,55 @@ def build(method: str, v_init: Any, **overrides) -> Parameterization:
       ``scale = default_scale(method)`` and ``bounds = default_bounds(v_init)`` (hard clip to
       ``(0.5 min, 1.25 max)`` of ``v_init``) unless overridden; ``bounds=None`` for none.
     """
-    name = _normalise_method(method)
-    arr = np.asarray(v_init)
-    if arr.ndim not in (1, 2, 3):
-        raise ValueError(f"build: v_init has shape {arr.shape}; expected [nz], [nz, nx] or "
-                         "[nz, ny, nx] (m/s)")
-    if np.iscomplexobj(arr):
-        raise ValueError(f"build: v_init has complex dtype {arr.dtype}; velocities are real m/s "
-                         "(pass np.real(v_init) if that is what you mean).")
-    cls, fixed = METHODS[name]
-    valid = {f.name for f in dataclasses.fields(cls)} - {"shape", "parent", "name"}
-    mod_kw, par_kw = dict(fixed), {"scale": default_scale(name)}
-    if arr.size and np.all(np.isfinite(arr)) and np.all(arr > 0):  # else Parameterization explains
-        par_kw["bounds"] = default_bounds(arr)
-    for k, v in overrides.items():
-        if k in _PARAM_FIELDS:
-            par_kw[k] = v
-        elif k in valid and k not in fixed:
-            mod_kw[k] = v
-        else:
-            raise ValueError(f"build: unknown setting {k}={v!r} for method {name!r} "
-                             f"({cls.__name__}); valid: {sorted(set(_PARAM_FIELDS) | (valid - set(fixed)))}")
-    module = cls(shape=tuple(int(s) for s in arr.shape), **mod_kw)
-    return Parameterization(module, v_init, **par_kw)
+    from jaxfwi import methods  # noqa: PLC0415  (the registry imports this module)
+    return methods.get(method).build(v_init, **overrides)
+
+
+def default_scale(method: str) -> float:
+    """Default denormalisation scale S (m/s) of a method (its registry entry, :mod:`jaxfwi.methods`).
+
+    * grid methods: 1 (the parameters are the velocity update in m/s, so the
+      papers' Adam lr 5 is "5 m/s per step");
+    * CR methods (ifwi, winfwi, lr-fwi, mpe-fwi, ig-fwi, lrg-fwi): 1000 m/s, i.e. the
+      network output is in km/s; with Adam lr 1e-4 this moves the model by O(1-10)
+      m/s per step, the same order as the grid methods' lr 5;
+    * fad-fwi: 1 ("no output scaling": the linear U-Net output is in m/s; lr 0.01);
+    * gnn-fwi: 1 (the generator's own ``scale * tanh`` is in m/s).
+    """
+    from jaxfwi import methods  # noqa: PLC0415
+    return methods.get(method).scale
+
+
+def default_learning_rate(method: str) -> float:
+    """The papers' Adam learning rate (the registry entry, :mod:`jaxfwi.methods`): 5.0 (grid
+    methods, m/s), 1e-4 (CR methods, CR-FWI), 0.01 (fad-fwi, FAD-FWI); 1e-3 for gnn-fwi (not
+    stated in the papers: our choice, about 1e-3 x 100 m/s per step through the tanh)."""
+    from jaxfwi import methods  # noqa: PLC0415
+    return methods.get(method).learning_rate
+
+
+class _MethodTable(Mapping):
+    """``models.METHODS``: a read-only view of the registry, ``name -> (representation class,
+    fixed module settings)``."""
+
+    def __getitem__(self, name):
+        from jaxfwi import methods  # noqa: PLC0415
+        if name not in methods.names():
+            raise KeyError(name)
+        spec = methods.get(name)
+        return spec.representation, dict(spec.settings)
+
+    def __iter__(self):
+        from jaxfwi import methods  # noqa: PLC0415
+        return iter(methods.names())
+
+    def __len__(self):
+        from jaxfwi import methods  # noqa: PLC0415
+        return len(methods.names())
+
+    def __repr__(self):
+        return f"METHODS({', '.join(self)})"
+
+
+#: method name -> (representation class, fixed module settings): a view of :mod:`jaxfwi.methods`
+METHODS: Mapping = _MethodTable()

@@ -84,5 +84,5 @@ class Siren(nn.Module):
         shape = check_shape(self.shape, owner="Siren")
         dt = float_dtype(self.dtype)
         x = jnp.asarray(grid_coords(shape, dt))
-        y = SirenNet(self.width, self.depth, 1, self.omega0, dt, name="net")(x)
+        y = SirenNet(width=self.width, n_sine=self.depth, out=1, omega0=self.omega0, dtype=dt, name="net")(x)
         return y.reshape(shape)

@@ -24,7 +24,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-Misfit = Callable[[jax.Array, jax.Array], jax.Array]
+#: the type of a misfit: ``f(d_syn, d_obs) -> scalar`` (the loop wraps it in :class:`jaxfwi.inversion.Misfit`)
+MisfitFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 __all__ = [
     "l2",
@@ -304,7 +305,7 @@ def weci_weight(iteration, n_iterations, midpoint: float = 0.5, width: float | N
 # --------------------------------------------------------------------------- composition
 
 
-def combine(*terms) -> Misfit:
+def combine(*terms) -> MisfitFn:
     """A weighted sum of misfits: ``combine((1.0, l2), (0.5, envelope))``.
 
     Args:
@@ -330,7 +331,7 @@ def combine(*terms) -> Misfit:
     return combined
 
 
-MISFITS: dict[str, Misfit] = {
+MISFITS: dict[str, MisfitFn] = {
     "l2": l2,
     "l1": l1,
     "envelope": envelope,
