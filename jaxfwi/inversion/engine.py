@@ -274,6 +274,20 @@ def _step_config(opts: FitConfig, param, survey, dx, fo, mesh, optimizer, with_m
     )
 
 
+def _gradient_storage(cfg: StepConfig, fo, plan, n_seeds, dtype):
+    """``checkpoint`` made explicit for a run: ``"store"`` when the wavefields of one training step
+    (a mini-batch per device, times the vmapped seeds) fit :func:`jaxfwi.devices.default_store_wavefield`,
+    else ``"sqrt"``; the plan updated to match."""
+    from jaxfwi import devices as _dev  # noqa: PLC0415
+
+    per_dev = cfg.batch // _shard.n_devices(cfg.mesh)
+    n = per_dev * (1 if n_seeds is None else n_seeds)
+    device = None if cfg.mesh is None else cfg.mesh.devices.flat[0]
+    store = _dev.default_store_wavefield(plan.shape, plan.pml, plan.accuracy, plan.nt_internal, n, dtype, device)
+    return (dataclasses.replace(fo, checkpoint="store" if store else "sqrt"),
+            dataclasses.replace(plan, store_wavefield=store, checkpoint=None if store else plan.checkpoint))
+
+
 def _check_memory(cfg: StepConfig, plan, n_seeds, n_receivers, dtype):
     from jaxfwi.physics.propagate import default_shot_batch  # noqa: PLC0415
 
@@ -315,11 +329,16 @@ def _run(param, d_obs, survey, dx, key, opts: FitConfig, *, n_seeds):
     fo, plan = resolve_forward(opts.forward_kwargs, param, survey, dx, v0 if n_seeds is None else v0[0])
     mesh = _shard.shot_mesh(opts.devices)
     cfg = _step_config(opts, param, survey, dx, fo, mesh, opt, v_true is not None)
+    cfg_ident = cfg  # the fingerprint keeps the user's checkpoint option: storing or recomputing the
+    # wavefield gives the same gradient (to float rounding), so a run resumes on a machine with other memory
+    if fo.checkpoint is None:  # store every wavefield if those of one step (all seeds) fit, else segments
+        fo, plan = _gradient_storage(cfg, fo, plan, n_seeds, dtype)
+        cfg = dataclasses.replace(cfg, forward=fo)
     if opts.memory_check:
         _check_memory(cfg, plan, n_seeds, survey.n_receivers, dtype)
     init, step = make_fit_step(cfg, seeds=n_seeds is not None, data_per_seed=data_per_seed)
     state = init(params, lr)
-    identity = run_identity(cfg, param, method=opts.method, n_seeds=n_seeds, key_data=jax.random.key_data(key),
+    identity = run_identity(cfg_ident, param, method=opts.method, n_seeds=n_seeds, key_data=jax.random.key_data(key),
                             d_obs=d_obs, data_per_seed=data_per_seed, survey=survey, params0=params, v_true=v_true,
                             shot_order=opts.shot_order, lr=lr, optimizer=opts.optimizer, epochs=epochs)
     loop = _Loop(opts, identity, n_seeds, cfg.bands, fo.max_vel)

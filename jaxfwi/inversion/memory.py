@@ -57,6 +57,8 @@ def gradient_bytes(plan, n_shots: int, n_receivers: int = 0, dtype=np.float32, *
     group = shot_batch or plan.shot_batch or n_shots
     group = max(1, min(int(group), int(n_shots)))
     grids = n_shots * 3 * n_seg + group * (seg + 8)
+    if getattr(plan, "store_wavefield", False) and checkpoint is None:  # every wavefield kept, nothing recomputed
+        grids = n_shots * (plan.nt_internal + 3) + group * 8
     return int(b * cells * grids + b * n_shots * n_receivers * plan.nt * 4)
 
 
@@ -107,8 +109,8 @@ def check_gradient_memory(plan, n_shots: int, n_receivers: int = 0, dtype=np.flo
         hint_batch = f" (shot_batch={k} is estimated to fit)"
     raise GradientMemoryError(
         f"{what}: the gradient of one mini-batch needs about {_gib(est)} ({n_shots} shots in a batch per device, "
-        f"grid {plan.padded_shape} with absorbing layers, {plan.nt_internal} internal steps stored in "
-        f"{n_seg} segments of {seg}) but only {_gib(free)} are free on {device or jax.devices()[0]}. Bound it with "
+        f"grid {plan.padded_shape} with absorbing layers, {plan.nt_internal} internal steps "
+        f"{'all stored' if getattr(plan, 'store_wavefield', False) else f'stored in {n_seg} segments of {seg}'}) but only {_gib(free)} are free on {device or jax.devices()[0]}. Bound it with "
         f"shot_batch=... (fewer shots per mini-batch{hint_batch}) and/or forward_kwargs checkpoint=... (internal "
         f"steps per stored segment; about {best_seg} minimises this estimate), or use a coarser grid / fewer "
         "time samples. Nothing was compiled.")
