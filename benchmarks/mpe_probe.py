@@ -141,7 +141,7 @@ def run(args):
     d, survey, _ = observed_data(st, [0])
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    names = [n for n in CONFIGS if not args.only or any(o in n for o in args.only)]
+    names = [n for n in CONFIGS if not args.only or n in args.only or any(o.endswith("*") and o[:-1] in n for o in args.only)]
     v0 = np.asarray(st.v_init, np.float64)
     for name in names:
         key_name = f"{name} | {args.init} r{args.reduce} e{args.epochs}"
@@ -222,7 +222,7 @@ def main(argv=None):
     ap.add_argument("--reduce", type=int, default=4)
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--init", default="smooth")
-    ap.add_argument("--only", nargs="*", help="substrings of the configuration names to run")
+    ap.add_argument("--only", nargs="*", help="configuration names to run (exact, or a substring ending in *)")
     ap.add_argument("--out", default=str(HERE / "out" / "mpe_probe.json"))
     args = ap.parse_args(argv)
     if args.count:

@@ -241,6 +241,12 @@ def update_spectra(runs, out_path, cut=0.5):
     return rows
 
 
+def _has_runs(runs) -> bool:
+    from jaxfwi.experiments import collect
+
+    return bool(collect(runs))
+
+
 def _report(suite, cfg, args, kw):
     """Rebuild one suite's report: from its records (restored into ``out/<suite>_restored``), else from
     its raw runs. Returns False when there is neither."""
@@ -269,7 +275,7 @@ def _report(suite, cfg, args, kw):
         if not info["restored"]:
             print(f"{suite}: nothing restored (data folder missing?): {sorted(set(info['skipped'].values()))[:1]}")
             return False
-    elif runs.is_dir():
+    elif runs.is_dir() and _has_runs(runs):
         src = runs
         print(f"{suite}: no records in {records}; building from the raw runs in {runs}")
     else:
@@ -279,7 +285,16 @@ def _report(suite, cfg, args, kw):
         notes = NOTES.format(reduce=kw["reduce"] or REDUCE, epochs=kw["epochs"] or EPOCHS,
                              lr=kw["lr_scale"] or LR_SCALE)
     elif suite == "half":
-        notes = NOTES_HALF
+        from jaxfwi.experiments import collect
+
+        done = {(r["dir_name"], r["seed"]) for r in collect(src)}
+        lines = []
+        for b in "abcd":
+            want = {(sc.dir_name, sc.seed) for sc in scenarios([b], suite="half")}
+            n = len(want & done)
+            lines.append(f"block {b}: {n} of {len(want)} runs" + (" (partial)" if 0 < n < len(want) else
+                                                                   " (not run)" if n == 0 else " (complete)"))
+        notes = NOTES_HALF + "\n\n" + "; ".join(lines) + "."
     else:
         notes = NOTES_SYNTHETIC
     res = build_report(src, out, figures=figures or "none", title=cfg["title"], notes=notes, dpi=70)
