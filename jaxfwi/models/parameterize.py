@@ -235,6 +235,11 @@ METHODS: dict[str, tuple[type, dict]] = {
     "gnn-fwi": (Generator, {}),
 }
 
+#: method name -> module settings the method uses by default, unlike ``METHODS``' fixed settings
+#: overridable. mpe-fwi: a 2**8-row table per level, the table size the published 14.26K
+#: parameters imply (16 x 256 x 2 = 8,192 + MLP 6,337 = 14,529; benchmarks/mpe_probe.py --count).
+METHOD_MODULE_DEFAULTS: dict[str, dict] = {"mpe-fwi": {"table_size": 2 ** 8}}
+
 _CR_SCALE = 1000.0
 
 
@@ -322,7 +327,7 @@ def build(method: str, v_init: Any, **overrides) -> Parameterization:
                          "(pass np.real(v_init) if that is what you mean).")
     cls, fixed = METHODS[name]
     valid = {f.name for f in dataclasses.fields(cls)} - {"shape", "parent", "name"}
-    mod_kw, par_kw = dict(fixed), {"scale": default_scale(name)}
+    mod_kw, par_kw = {**METHOD_MODULE_DEFAULTS.get(name, {}), **fixed}, {"scale": default_scale(name)}
     if arr.size and np.all(np.isfinite(arr)) and np.all(arr > 0):  # else Parameterization explains
         par_kw["bounds"] = default_bounds(arr)
     for k, v in overrides.items():
