@@ -137,8 +137,8 @@ class HashGrid(nn.Module):
 
     Parameter count: 185,628 table + 6,337 MLP at 188 x 500 with the defaults; the
     published MPE-FWI count (14.26K) implies a table of ~8K parameters, i.e.
-    roughly ``table_size=2**8`` (16 x 256 x 2 = 8,192: total 14,529) — available
-    as an override, not the default.
+    ``table_size=2**8`` (16 x 256 x 2 = 8,192: total 14,529), which the ``mpe-fwi``
+    preset of :func:`jaxfwi.models.build` uses (``benchmarks/mpe_probe.py``).
 
     Attributes:
       shape: grid shape (1, 2 or 3 dims).
