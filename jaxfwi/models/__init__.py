@@ -16,6 +16,7 @@ from jaxfwi.models.hashgrid import HashEncoding, HashGrid  # noqa: F401
 from jaxfwi.models.hybrid import Hybrid  # noqa: F401
 from jaxfwi.models.lowrank import LowRank  # noqa: F401
 from jaxfwi.models.parameterize import (  # noqa: F401
+    METHOD_MODULE_DEFAULTS,
     METHODS,
     Parameterization,
     build,
@@ -29,7 +30,7 @@ from jaxfwi.models.unet import UNet  # noqa: F401
 
 __all__ = [
     "Gabor", "Generator", "Grid", "HashEncoding", "HashGrid", "Hybrid", "LowRank",
-    "METHODS", "Parameterization", "Siren", "SirenNet", "UNet", "build", "count_params",
+    "METHOD_MODULE_DEFAULTS", "METHODS", "Parameterization", "Siren", "SirenNet", "UNet", "build", "count_params",
     "default_bounds", "default_learning_rate", "default_scale", "grid_coords", "initial", "matern_grf",
     "matern_spectrum",
 ]
