@@ -18,6 +18,12 @@ on the first update, so entries with ``|g| << eps`` hardly move.
     python benchmarks/mpe_probe.py --count
     nice -n 19 python benchmarks/mpe_probe.py --reduce 4 --epochs 60 --init smooth --out benchmarks/out/mpe_r4.json
     python benchmarks/mpe_probe.py --summary benchmarks/out/mpe_r4.json
+    python benchmarks/mpe_probe.py --summary benchmarks/results/mpe_probe/*.json.gz   # the committed runs
+
+The committed runs (``benchmarks/results/mpe_probe``, numbers rounded to 6 digits) were made with
+``--reduce 4 --epochs 60 --init smooth`` (all configurations), ``--reduce 4 --epochs 300`` from
+smooth and constant (the two table sizes) and ``--reduce 2 --epochs 100`` from smooth and constant
+(ADFWI and the two table sizes).
 
 Needs the Marmousi model in the data folder (``JAXFWI_DATA``); exits with a message otherwise.
 """
@@ -201,9 +207,16 @@ def run(args):
               f"{rec['s_per_epoch']:.2f} s/epoch {grad_info}", flush=True)
 
 
+def _load(p):
+    import gzip
+
+    raw = Path(p).read_bytes()
+    return json.loads(gzip.decompress(raw) if str(p).endswith(".gz") else raw)
+
+
 def summary(paths):
     for p in paths:
-        res = json.loads(Path(p).read_text())
+        res = _load(p)
         print(f"\n{p}\n")
         print("| configuration | params | MSE init → e10 → e25 → final | rms move m/s e1 / e10 / final | "
               "table |g| rms (Adam eps 1e-8) |")
