@@ -2,12 +2,28 @@
 
     python benchmarks/reproduce.py --measure                 # time per epoch of the preset first
     python benchmarks/reproduce.py --max-minutes 40          # run the blocks in priority order
-    python benchmarks/reproduce.py --report-only             # rebuild benchmarks/results/ from the runs
+    python benchmarks/reproduce.py --report-only             # rebuild every committed report from its records
 
-Raw runs go to ``benchmarks/out/repro_runs`` (git-ignored: they hold copies of the
-third-party benchmark models); the committed report (tables, a few figures) goes to
-``benchmarks/results``. The run is resumable: start the same command again and
-finished scenarios are skipped, an interrupted one continues from its checkpoint.
+Suites (``--suite``), each with its raw-run folder, report folder and record folder:
+
+  quarter    presets reduced by 4, 40 epochs, lr x4, 3 seeds (blocks ABECDIGH below): report in
+             ``benchmarks/results``; raw runs ``benchmarks/out/repro_runs``; records
+             ``benchmarks/results/records``
+  half       the Marmousi block at half size with the paper's learning rates and iteration counts
+             (blocks abcd below): report ``benchmarks/results/half``; raw runs
+             ``benchmarks/out/repro_half``; records ``benchmarks/results/half/records``
+  synthetic  a seconds-long check on a tiny built-in model (no data files): report and records in
+             ``benchmarks/results/synthetic`` (the test suite rebuilds its table from the record)
+
+Raw runs are git-ignored (they hold copies of the third-party benchmark models). Every finished
+scenario also gets a compact **record** (``jaxfwi.experiments.records``: float16 model update,
+per-epoch histories, the metrics; no true model), written into the suite's record folder as it
+finishes; commit that folder. ``--report-only`` restores each suite's records into
+``benchmarks/out/<suite>_restored`` (true and initial models recomputed from the data folder) and
+rebuilds the suite's tables and figures from them; with no records it falls back to the raw runs.
+``--export-records`` writes records for every finished run of the raw-run folder (runs made
+before the runner wrote records). The run is resumable: start the same command again and finished
+scenarios are skipped, an interrupted one continues from its last checkpoint.
 
 Blocks (METHODS.md section 6); the default order is ABECDIGH:
 
@@ -21,7 +37,17 @@ Blocks (METHODS.md section 6); the default order is ABECDIGH:
   H  Marmousi linear initial model (the SSIM table's middle column), all nine
   I  FAD-FWI and grid FWI on the FAD-FWI case, initial model perturbed by -10 / +10 / -30 / +30 %
 
-Sizes: the presets reduced by 4 (grid, peak frequency, time axis; the frequencies of the data
+Half-size blocks (suite ``half``, Marmousi reduced by 2: 47 x 144 at 30 m, 4 Hz, 13 shots, every
+surface receiver, free surface, accuracy 8, 10-cell PML; learning rates as the paper: grid 5 m/s, CR
+methods 1e-4; 500 epochs from smooth / linear, 1500 from constant), in priority order:
+
+  a  all ten methods (Table 1's nine + LRG-FWI), smooth (500) then constant (1500), seed 0
+  b  seeds 1, 2 of the CR methods (ifwi winfwi lr-fwi mpe-fwi ig-fwi lrg-fwi) from constant
+  c  linear initial model (500), all ten, seed 0
+  d  noise 8 sigma0, high-pass 6 Hz (scaled: 3 Hz) and 5 shots from smooth (500) for adfwi, ms-fwi,
+     ifwi, lr-fwi, mpe-fwi, ig-fwi, seed 0
+
+Sizes (suite quarter): the presets reduced by 4 (grid, peak frequency, time axis; the frequencies of the data
 conditions and of MS-FWI's bands scale with it), a 10-cell PML, 40 epochs with every method's
 learning rate x4 (see benchmarks/results/README.md for why, and what one epoch costs).
 """
@@ -43,6 +69,29 @@ ACQUISITION = {"pml_width": 10}
 
 TABLE1 = ["adfwi", "adfwi-tv", "weci-fwi", "ms-fwi", "ifwi", "winfwi", "lr-fwi", "mpe-fwi", "ig-fwi"]
 CORE = ["adfwi", "ms-fwi", "ifwi", "lr-fwi", "mpe-fwi", "ig-fwi"]
+TEN = TABLE1 + ["lrg-fwi"]
+CR_METHODS = ["ifwi", "winfwi", "lr-fwi", "mpe-fwi", "ig-fwi", "lrg-fwi"]
+
+#: the half-size Marmousi block (issue 16): the paper's learning rates and iteration counts
+HALF = dict(reduce=2, lr_scale=1.0, acquisition=ACQUISITION, epochs_smooth=500, epochs_constant=1500)
+
+#: the seconds-long synthetic suite whose committed record the tests rebuild
+SYNTHETIC = {"reduce": 1, "epochs": 6, "lr_scale": 1.0,
+             "acquisition": {"shape": [12, 24], "nt": 120, "n_shots": 2, "pml_width": 6, "src_spacing_m": 200.0},
+             "options": {"accuracy": 4}}
+
+SUITES = {
+    "quarter": dict(runs=HERE / "out" / "repro_runs", out=HERE / "results", records=HERE / "results" / "records",
+                    blocks="ABECDIGH", title="jaxfwi reproduction (CPU-sized)",
+                    figures=["marmousi_r4_smooth_clean", "marmousi_r4_constant_clean", "overthrust_r4_constant_clean"]),
+    "half": dict(runs=HERE / "out" / "repro_half", out=HERE / "results" / "half",
+                 records=HERE / "results" / "half" / "records", blocks="abcd",
+                 title="jaxfwi reproduction: Marmousi at half size, the paper's schedule",
+                 figures=["marmousi_r2_smooth_clean", "marmousi_r2_constant_clean", "marmousi_r2_linear_clean"]),
+    "synthetic": dict(runs=HERE / "out" / "repro_synthetic", out=HERE / "results" / "synthetic",
+                      records=HERE / "results" / "synthetic" / "records", blocks="s",
+                      title="jaxfwi record check (tiny synthetic model)", figures=[]),
+}
 
 
 def blocks(seeds=SEEDS, epochs=EPOCHS, reduce=REDUCE, lr_scale=LR_SCALE):
@@ -69,12 +118,51 @@ def blocks(seeds=SEEDS, epochs=EPOCHS, reduce=REDUCE, lr_scale=LR_SCALE):
     return out
 
 
-def scenarios(which, **kw):
+def half_blocks(seeds=None, epochs=None, reduce=None, lr_scale=None):
+    """The half-size Marmousi blocks a-d (module docs); ``epochs`` overrides both counts (tests)."""
+    h = dict(HALF)
+    if reduce is not None:
+        h["reduce"] = reduce
+    if lr_scale is not None:
+        h["lr_scale"] = lr_scale
+    e_s = epochs or h["epochs_smooth"]
+    e_c = epochs or h["epochs_constant"]
+    base = dict(models=["marmousi"], reduce=h["reduce"], lr_scale=h["lr_scale"], acquisition=h["acquisition"])
+    s0 = [0] if seeds is None else [seeds[0]]
+    s12 = [1, 2] if seeds is None else list(seeds[1:])
+    out = {
+        "a": [dict(base, inits=["smooth"], epochs=e_s, methods=TEN, seeds=s0),
+              dict(base, inits=["constant"], epochs=e_c, methods=TEN, seeds=s0)],
+        "b": [dict(base, inits=["constant"], epochs=e_c, methods=CR_METHODS, seeds=s12)] if s12 else [],
+        "c": [dict(base, inits=["linear"], epochs=e_s, methods=TEN, seeds=s0)],
+        "d": [dict(base, inits=["smooth"], epochs=e_s, conditions=["noise:8", "highpass:6", "shots:5"],
+                   methods=CORE, seeds=s0)],
+    }
+    return out
+
+
+def synthetic_blocks(seeds=None, epochs=None, reduce=None, lr_scale=None):
+    base = dict(SYNTHETIC)
+    if epochs:
+        base["epochs"] = epochs
+    return {"s": [dict(base, models=["synthetic:default"], inits=["smooth", "constant"], methods=["adfwi", "ifwi"],
+                       seeds=[0] if seeds is None else list(seeds))]}
+
+
+def suite_blocks(suite, **kw):
+    if suite == "half":
+        return half_blocks(**kw)
+    if suite == "synthetic":
+        return synthetic_blocks(**kw)
+    return blocks(**{k: v for k, v in kw.items() if v is not None})
+
+
+def scenarios(which, suite="quarter", **kw):
     from jaxfwi.experiments import expand_grid
 
     out, seen = [], set()
     for name in which:
-        for g in blocks(**kw)[name]:
+        for g in suite_blocks(suite, **kw)[name]:
             for sc in expand_grid(**g):
                 if sc not in seen:
                     seen.add(sc)
@@ -82,8 +170,9 @@ def scenarios(which, **kw):
     return out
 
 
-def measure(reduce, epochs=3):
-    """Seconds per epoch (after compilation) of the reduced Marmousi preset, one seed."""
+def measure(reduce, epochs=6):
+    """Seconds per epoch (after compilation) of the reduced Marmousi preset, one seed; also the
+    1-minute load average of the machine at the end (other processes share the CPU)."""
     import jax
     import warnings
 
@@ -100,7 +189,8 @@ def measure(reduce, epochs=3):
                      v_true=st.v_true, progress=False, max_vel=st.bounds[1], bounds=st.bounds, **st.forward)
         t = res.history["time"]
         print(f"{method:8s} reduce={reduce} grid={st.preset.shape} nt={st.preset.nt}: first epoch (compile) "
-              f"{t[0]:.1f} s, then {sum(t[1:]) / max(1, len(t) - 1):.2f} s/epoch; total {time.perf_counter() - t0:.1f} s")
+              f"{t[0]:.1f} s, then {sum(t[1:]) / max(1, len(t) - 1):.2f} s/epoch (median {sorted(t[1:])[len(t[1:]) // 2]:.2f}); "
+              f"total {time.perf_counter() - t0:.1f} s; load average {os.getloadavg()[0]:.2f}", flush=True)
 
 
 NOTES = """Generated by `benchmarks/reproduce.py` (command and the reductions: see README.md in this folder).
@@ -151,47 +241,143 @@ def update_spectra(runs, out_path, cut=0.5):
     return rows
 
 
+def _has_runs(runs) -> bool:
+    from jaxfwi.experiments import collect
+
+    return bool(collect(runs))
+
+
+def _report(suite, cfg, args, kw):
+    """Rebuild one suite's report: from its records (restored into ``out/<suite>_restored``), else from
+    its raw runs. Returns False when there is neither."""
+    from jaxfwi.experiments import build_report
+    from jaxfwi.experiments.records import record_size, restore_records
+
+    records = Path(args.records or cfg["records"])
+    runs = Path(args.runs or cfg["runs"])
+    out = Path(args.out or cfg["out"])
+    figures = args.figures if args.figures is not None else cfg["figures"]
+    n_rec = len(list(records.glob("*.npz"))) if records.is_dir() else 0
+    if n_rec:
+        src = HERE / "out" / f"{suite}_restored"
+        pats = [str(p) for p in figures]
+
+        def want(m):  # residual gathers only for the scenarios whose figures are drawn
+            from jaxfwi.experiments.report import _slug
+            lab = m["labels"]
+            block = (lab["model"], lab["init"], lab["condition"], m["scenario"]["epochs"], m["scenario"]["lr_scale"])
+            return any(p in _slug(block) for p in pats)
+
+        info = restore_records(records, src, gathers=want, log=print)
+        print(f"{suite}: restored {len(info['restored'])} of {n_rec} records ({record_size(records) / 1024:.0f} KiB) "
+              f"into {src}; skipped {len(info['skipped'])}; largest |metric(float16 model) - stored metric|: "
+              + ", ".join(f"{k} {v:.2e}" for k, v in info["max_metric_error"].items()))
+        if not info["restored"]:
+            print(f"{suite}: nothing restored (data folder missing?): {sorted(set(info['skipped'].values()))[:1]}")
+            return False
+    elif runs.is_dir() and _has_runs(runs):
+        src = runs
+        print(f"{suite}: no records in {records}; building from the raw runs in {runs}")
+    else:
+        print(f"{suite}: no records in {records} and no raw runs in {runs}: its committed tables cannot be rebuilt")
+        return False
+    if suite == "quarter":
+        notes = NOTES.format(reduce=kw["reduce"] or REDUCE, epochs=kw["epochs"] or EPOCHS,
+                             lr=kw["lr_scale"] or LR_SCALE)
+    elif suite == "half":
+        from jaxfwi.experiments import collect
+
+        done = {(r["dir_name"], r["seed"]) for r in collect(src)}
+        lines = []
+        for b in "abcd":
+            want = {(sc.dir_name, sc.seed) for sc in scenarios([b], suite="half", **kw)}
+            n = len(want & done)
+            lines.append(f"block {b}: {n} of {len(want)} runs" + (" (partial)" if 0 < n < len(want) else
+                                                                   " (not run)" if n == 0 else " (complete)"))
+        notes = NOTES_HALF + "\n\n" + "; ".join(lines) + "."
+    else:
+        notes = NOTES_SYNTHETIC
+    res = build_report(src, out, figures=figures or "none", title=cfg["title"], notes=notes, dpi=70)
+    print("wrote", res["markdown"], res["csv"], f"and {len(res['figures'])} figures")
+    if suite != "synthetic":
+        update_spectra(src, out / "spectra.md")
+        print("wrote", out / "spectra.md")
+    return True
+
+
+NOTES_HALF = """Generated by `benchmarks/reproduce.py --suite half` (see ../README.md, section "Half-size Marmousi
+block"). Marmousi reduced by 2: 47 x 144 at 30 m, 4 Hz, 13 shots, every surface receiver, free surface,
+accuracy 8, 10-cell PML. The paper's learning rates (grid 5 m/s, CR methods 1e-4) and iteration counts
+(500 epochs from smooth / linear, 1500 from constant). Rebuilt from the records in `records/`."""
+
+NOTES_SYNTHETIC = """Generated by `benchmarks/reproduce.py --suite synthetic`: a tiny built-in model (no data files),
+used by `tests/test_records.py` to check that a committed record rebuilds its table."""
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", default=str(HERE / "out" / "repro_runs"), help="raw results folder (git-ignored)")
-    ap.add_argument("--out", default=str(HERE / "results"), help="report folder (committed)")
-    ap.add_argument("--blocks", default="ABECDIGH", help="which blocks, in this order (default ABECDIGH)")
-    ap.add_argument("--epochs", type=int, default=EPOCHS)
-    ap.add_argument("--seeds", type=int, nargs="+", default=SEEDS)
-    ap.add_argument("--reduce", type=int, default=REDUCE)
-    ap.add_argument("--lr-scale", type=float, default=LR_SCALE)
+    ap.add_argument("--suite", choices=sorted(SUITES), default=None,
+                    help="quarter (default for runs), half, synthetic; --report-only without it: every suite")
+    ap.add_argument("--runs", default=None, help="raw results folder (git-ignored; default per suite)")
+    ap.add_argument("--out", default=None, help="report folder (committed; default per suite)")
+    ap.add_argument("--records", default=None, help="record folder (committed; default per suite)")
+    ap.add_argument("--blocks", default=None, help="which blocks, in this order (quarter: ABECDIGH, half: abcd)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the epochs (half: both counts)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--reduce", type=int, default=None)
+    ap.add_argument("--lr-scale", type=float, default=None)
     ap.add_argument("--max-minutes", type=float, default=None, help="start no new scenario after this long")
     ap.add_argument("--measure", action="store_true", help="only time an epoch of the reduced preset")
-    ap.add_argument("--report-only", action="store_true", help="only rebuild the report from --runs")
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the report(s) from records / runs")
+    ap.add_argument("--export-records", action="store_true",
+                    help="only write records of every finished run in --runs to --records")
+    ap.add_argument("--no-report", action="store_true", help="run, but do not rebuild the report afterwards")
     ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--figures", nargs="*", default=["marmousi_r4_smooth_clean", "marmousi_r4_constant_clean",
-                                                    "overthrust_r4_constant_clean"],
-                    help="scenario slugs to draw (default: Marmousi smooth and constant)")
+    ap.add_argument("--figures", nargs="*", default=None,
+                    help="scenario slugs to draw (default per suite, e.g. marmousi_r4_smooth_clean)")
     args = ap.parse_args(argv)
     # scenarios that differ only in data or initial model compile the same programs: keep them on disk
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(HERE / "out" / "jax_cache"))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-    if args.measure:
-        measure(args.reduce)
-        return
-    from jaxfwi.experiments import build_report, run_scenarios
-
     kw = dict(seeds=args.seeds, epochs=args.epochs, reduce=args.reduce, lr_scale=args.lr_scale)
-    if not args.report_only:
-        scs = scenarios(list(args.blocks), **kw)
-        print(f"reproduce: {len(scs)} runs, blocks {args.blocks}, -> {args.runs}", flush=True)
-        run_scenarios(scs, args.runs, progress=False, dry_run=args.dry_run,
-                      stop_after_s=None if args.max_minutes is None else 60 * args.max_minutes,
-                      log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
-    if args.dry_run:
+    if args.measure:
+        suite = args.suite or "quarter"
+        measure(args.reduce or (HALF["reduce"] if suite == "half" else REDUCE))
         return
-    if not os.path.isdir(args.runs):
-        sys.exit(f"reproduce: no runs in {args.runs}")
-    out = build_report(args.runs, args.out, figures=args.figures, title="jaxfwi reproduction (CPU-sized)",
-                       notes=NOTES.format(reduce=args.reduce, epochs=args.epochs, lr=args.lr_scale), dpi=70)
-    print("wrote", out["markdown"], out["csv"], f"and {len(out['figures'])} figures")
-    update_spectra(args.runs, Path(args.out) / "spectra.md")
-    print("wrote", Path(args.out) / "spectra.md")
+    if args.report_only and args.suite is None:
+        done = [s for s in ("quarter", "half", "synthetic") if _report(s, SUITES[s], args, kw)]
+        print("rebuilt:", ", ".join(done) or "nothing")
+        return
+    suite = args.suite or "quarter"
+    cfg = SUITES[suite]
+    runs = Path(args.runs or cfg["runs"])
+    records = Path(args.records or cfg["records"])
+    if args.export_records:
+        from jaxfwi.experiments.records import export_records, record_size
+
+        if not runs.is_dir():
+            sys.exit(f"reproduce: no runs in {runs}")
+        paths = export_records(runs, records)
+        print(f"wrote {len(paths)} records to {records} ({record_size(records) / 1024:.0f} KiB in all)")
+        return
+    if not args.report_only:
+        from jaxfwi.experiments import run_scenarios
+
+        which = args.blocks or cfg["blocks"]
+        t0 = time.perf_counter()
+        for b in which:
+            # one call per block: a later block's extra seeds of a scenario (half: b) must not run
+            # inside an earlier block's group
+            scs = scenarios([b], suite=suite, **kw)
+            left = None if args.max_minutes is None else 60 * args.max_minutes - (time.perf_counter() - t0)
+            print(f"reproduce: suite {suite}, block {b}: {len(scs)} runs -> {runs} (records: {records})", flush=True)
+            run_scenarios(scs, runs, progress=False, dry_run=args.dry_run, checkpoint_every=10,
+                          stop_after_s=None if left is None else max(0.0, left), records_dir=records,
+                          log=lambda s: print(time.strftime("%H:%M:%S"), s, flush=True))
+    if args.dry_run or args.no_report:
+        return
+    if not _report(suite, cfg, args, kw):
+        sys.exit(f"reproduce: nothing to report for suite {suite}")
 
 
 if __name__ == "__main__":

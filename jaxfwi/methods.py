@@ -62,6 +62,8 @@ class MethodSpec:
       label: display name, e.g. ``"IG-FWI"``.
       representation: the ``flax.linen.Module`` class (built with ``shape=`` and the settings).
       settings: fixed module settings of the method (e.g. ``{"branch": "siren"}``), not overridable.
+      module_defaults: module settings the method uses unless ``build`` is given others
+        (e.g. mpe-fwi's ``{"table_size": 2**8}``).
       scale: denormalisation factor S of ``v = m0 + S F`` (m/s per unit of the network output).
       learning_rate: default learning rate of ``optimizer``.
       optimizer: name of the default optax optimizer (``optax.<optimizer>(learning_rate)``).
@@ -77,6 +79,7 @@ class MethodSpec:
     label: str
     representation: type
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    module_defaults: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     scale: float = 1000.0
     learning_rate: float = 1e-4
     optimizer: str = "adam"
@@ -90,10 +93,12 @@ class MethodSpec:
     def __post_init__(self):
         object.__setattr__(self, "name", _normalise(self.name))
         object.__setattr__(self, "settings", types.MappingProxyType(dict(self.settings)))
+        object.__setattr__(self, "module_defaults", types.MappingProxyType(dict(self.module_defaults)))
         object.__setattr__(self, "aliases", tuple(_normalise(a) for a in self.aliases))
 
     def __hash__(self):
-        return hash((self.name, self.representation, tuple(sorted(self.settings.items()))))
+        return hash((self.name, self.representation, tuple(sorted(self.settings.items())),
+                     tuple(sorted(self.module_defaults.items()))))
 
     def fit_defaults(self) -> dict:
         """The fit options this method uses by default: ``misfit``, ``regularizer``,
@@ -117,7 +122,7 @@ class MethodSpec:
                              "(pass np.real(v_init) if that is what you mean).")
         cls, fixed = self.representation, self.settings
         valid = {f.name for f in dataclasses.fields(cls)} - {"shape", "parent", "name"}
-        mod_kw, par_kw = {}, {"scale": self.scale}
+        mod_kw, par_kw = dict(self.module_defaults), {"scale": self.scale}
         if arr.size and np.all(np.isfinite(arr)) and np.all(arr > 0):  # else Parameterization explains
             par_kw["bounds"] = default_bounds(arr)
         for k, v in overrides.items():
@@ -206,7 +211,9 @@ for _spec in (
     MethodSpec("ifwi", "IFWI", Siren, aliases=("i-fwi",)),
     MethodSpec("winfwi", "WinFWI", Gabor, aliases=("win-fwi",)),
     MethodSpec("lr-fwi", "LR-FWI", LowRank),
-    MethodSpec("mpe-fwi", "MPE-FWI", HashGrid),
+    # a 2**8-row table per level: the size the published 14.26K parameters imply
+    # (16 x 256 x 2 = 8,192 + MLP 6,337 = 14,529; benchmarks/mpe_probe.py --count)
+    MethodSpec("mpe-fwi", "MPE-FWI", HashGrid, module_defaults={"table_size": 2 ** 8}),
     MethodSpec("ig-fwi", "IG-FWI", Hybrid, {"branch": "siren"}),
     MethodSpec("lrg-fwi", "LRG-FWI", Hybrid, {"branch": "lowrank"}),
     # "no output scaling": the linear U-Net output is in m/s

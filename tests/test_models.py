@@ -148,13 +148,14 @@ def test_param_counts_match_papers():
     core = shapes["net"]["core"]
     assert core.shape == (94, 250)                          # rank = half of each dimension
     assert abs((n - core.size) - 77_910) / 77_910 < 0.001   # factor nets 77,912 vs 77.91K
-    # hash grid: with the paper's ~8K-entry table (2**8 rows x 16 levels x 2 features)
-    n, _ = _count("mpe-fwi", table_size=2 ** 8)
-    assert abs(n - 14_260) / 14_260 < 0.025                 # 14,529 vs 14.26K
+    # hash grid: the mpe-fwi preset has the paper's ~8K-entry table (2**8 rows x 16 levels x 2 features)
+    n, _ = _count("mpe-fwi")
+    assert n == 16 * 2 ** 8 * 2 + (32 * 64 + 64) + (64 * 64 + 64) + 65 == 14_529   # vs 14.26K
+    assert abs(n - 14_260) / 14_260 < 0.025
     n, _ = _count("ig-fwi", table_size=2 ** 8)
     assert abs(n - 39_340) / 39_340 < 0.01                  # 39,617 vs 39.34K
-    # default table (2**14): every 2-D level is dense, no padding rows
-    n, _ = _count("mpe-fwi")
+    # table 2**14 (HashGrid's module default): every 2-D level is dense, no padding rows
+    n, _ = _count("mpe-fwi", table_size=2 ** 14)
     res = [math.floor(50 * 1.05 ** l) for l in range(16)]
     assert n == 2 * sum((r + 1) ** 2 for r in res) + (32 * 64 + 64) + (64 * 64 + 64) + 65
 

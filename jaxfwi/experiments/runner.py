@@ -13,6 +13,9 @@ Layout of a results folder (one directory per scenario without its seed, see
                                  its presence marks the run finished)
             gather.npz           middle shot: observed and final synthetic data (for residual figures)
         ckpt_seeds-<k>-<l>/      checkpoint of an unfinished run (removed when it finishes)
+        record.npz               compact record of the finished seeds (:mod:`jaxfwi.experiments.records`:
+                                 float16 model updates, histories, metrics; no true model), rewritten
+                                 when a seed finishes; also copied to ``records_dir`` when given
 
 Seeds of the same scenario run together in one vmapped program
 (:func:`jaxfwi.inversion.invert_seeds`) unless ``vmap_seeds=False``; every seed's result
@@ -516,7 +519,7 @@ def _copy_twins(root: Path, twin_of: dict, records: list) -> list:
 def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, vmap_seeds: bool = True,
                   progress: bool = True, checkpoint_every: int = 5, dry_run: bool = False,
                   log: Callable[[str], Any] = print, stop_after_s: float | None = None,
-                  callback=None) -> list[dict]:
+                  callback=None, records_dir=None) -> list[dict]:
     """Run every scenario that has no finished result in ``results_dir`` yet.
 
     Args:
@@ -533,6 +536,7 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
         call again to continue).
       callback: passed to :func:`jaxfwi.inversion.invert` (``callback(epochs_done, params)``); raising
         ``KeyboardInterrupt`` in it interrupts the run with a checkpoint saved (used by the tests).
+      records_dir: also write each scenario's record (``<dir_name>.npz``) here as it finishes.
 
     Returns:
       one record per scenario and seed: the ``metrics.json`` content for runs done now or earlier,
@@ -553,6 +557,8 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
                     out.append({**json.load(f), "state": "skipped_finished"})
         if not todo:
             log(f"[{n}/{len(groups)}] {name}: finished, skipped")
+            if records_dir is not None and not (Path(records_dir) / f"{name}.npz").exists():
+                _record(gdir, records_dir, log)
             continue
         if dry_run or (stop_after_s is not None and time.perf_counter() - t_start > stop_after_s):
             log(f"[{n}/{len(groups)}] {name}: pending (seeds {[sc.seed for sc in todo]})")
@@ -575,5 +581,17 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
             log(f"  seed {r['seed']}: {r['status']}, MSE {f['mse']}, SSIM {f['ssim']} "
                 f"(initial MSE {r['initial']['mse']:.4f}), {r['time_per_epoch_s'] or 0:.2f} s/epoch")
         log(f"  {time.perf_counter() - t0:.1f} s")
+        _record(gdir, records_dir, log)
         out.extend({**r, "state": "done"} for r in recs)
     return out
+
+
+def _record(gdir: Path, records_dir, log):
+    from jaxfwi.experiments.records import write_record  # noqa: PLC0415
+
+    try:
+        write_record(gdir)
+        if records_dir is not None:
+            write_record(gdir, Path(records_dir) / f"{gdir.name}.npz")
+    except Exception as e:  # noqa: BLE001 - a record must not lose a finished run
+        log(f"  record not written ({e})")

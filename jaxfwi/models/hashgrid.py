@@ -58,11 +58,13 @@ class HashEncoding(nn.Module):
     ``(XOR_i c_i * pi_i) mod T`` on a hashed level (uint32 arithmetic, Instant-NGP
     primes ``pi = (1, 2654435761, 805459861)``). All levels are computed at once
     (arrays ``[P, levels]``; the only Python loop is over the ``2**d`` corners).
-    Table init ``U(-1e-4, 1e-4)``. Output: level-major concatenation of features.
+    Table init ``U(-table_init, table_init)`` (Instant-NGP: 1e-4). Output: level-major
+    concatenation of features.
 
     Attributes:
       levels, base_resolution, scale, table_size, features: Instant-NGP settings
         (MPE-FWI: 16, 50, 1.05, T, 2).
+      table_init: half-width of the uniform table initialisation (1e-4).
     """
     levels: int = 16
     base_resolution: int = 50
@@ -70,6 +72,7 @@ class HashEncoding(nn.Module):
     table_size: int = 2 ** 14
     features: int = 2
     dtype: Any = None
+    table_init: float = 1e-4
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
@@ -78,7 +81,7 @@ class HashEncoding(nn.Module):
         if d > len(PRIMES):
             raise ValueError(f"HashEncoding: {d}-D coordinates; supported up to 3-D")
         lay = level_layout(d, self.levels, self.base_resolution, self.scale, self.table_size)
-        table = self.param("table", uniform_init(1e-4), (int(lay["rows"].sum()), self.features), dt)
+        table = self.param("table", uniform_init(float(self.table_init)), (int(lay["rows"].sum()), self.features), dt)
 
         res = jnp.asarray(lay["res"], dt)                            # [L]
         u = (x.astype(dt) + 1.0) * 0.5                               # [P, d] in [0, 1]
@@ -134,13 +137,14 @@ class HashGrid(nn.Module):
 
     Parameter count: 185,628 table + 6,337 MLP at 188 x 500 with the defaults; the
     published MPE-FWI count (14.26K) implies a table of ~8K parameters, i.e.
-    roughly ``table_size=2**8`` (16 x 256 x 2 = 8,192: total 14,529) — available
-    as an override, not the default.
+    ``table_size=2**8`` (16 x 256 x 2 = 8,192: total 14,529), which the ``mpe-fwi``
+    preset of :func:`jaxfwi.models.build` uses (``benchmarks/mpe_probe.py``).
 
     Attributes:
       shape: grid shape (1, 2 or 3 dims).
       levels, base_resolution, scale, table_size, features, hidden, n_hidden.
       dtype: float dtype (default float32, float64 under x64).
+      table_init: half-width of the uniform table initialisation (1e-4, Instant-NGP's).
 
     ``apply(params)`` -> dimensionless array of ``shape`` (~1e-4 at init).
     """
@@ -153,6 +157,7 @@ class HashGrid(nn.Module):
     hidden: int = 64
     n_hidden: int = 2
     dtype: Any = None
+    table_init: float = 1e-4
 
     @nn.compact
     def __call__(self) -> Array:
@@ -160,5 +165,6 @@ class HashGrid(nn.Module):
         dt = float_dtype(self.dtype)
         x = jnp.asarray(grid_coords(shape, dt))
         h = HashEncoding(levels=self.levels, base_resolution=self.base_resolution, scale=self.scale,
-                         table_size=self.table_size, features=self.features, dtype=dt, name="encoding")(x)
+                         table_size=self.table_size, features=self.features, dtype=dt, table_init=self.table_init,
+                         name="encoding")(x)
         return relu_mlp(h, self.hidden, self.n_hidden, dt).reshape(shape)

@@ -44,6 +44,7 @@ class Hybrid(nn.Module):
       siren_width, siren_depth, siren_omega0: SIREN branch.
       lr_rank, lr_width, lr_depth, lr_omega0: low-rank branch.
       hidden, n_hidden: fusion MLP.
+      table_init: half-width of the uniform hash-table initialisation (1e-4).
       dtype: float dtype (default float32, float64 under x64).
     """
     shape: tuple[int, ...]
@@ -64,6 +65,7 @@ class Hybrid(nn.Module):
     hidden: int = 64
     n_hidden: int = 2
     dtype: Any = None
+    table_init: float = 1e-4
 
     @nn.compact
     def __call__(self) -> Array:
@@ -76,7 +78,8 @@ class Hybrid(nn.Module):
         dt = float_dtype(self.dtype)
         x = jnp.asarray(grid_coords(shape, dt))
         h = HashEncoding(levels=self.levels, base_resolution=self.base_resolution, scale=self.scale,
-                         table_size=self.table_size, features=self.features, dtype=dt, name="encoding")(x)
+                         table_size=self.table_size, features=self.features, dtype=dt, table_init=self.table_init,
+                         name="encoding")(x)
         if self.branch == "siren":
             feat = SirenNet(width=self.siren_width, n_sine=self.siren_depth, out=None, omega0=self.siren_omega0,
                             dtype=dt, name="siren")(x)

@@ -1,0 +1,112 @@
+"""Run records (jaxfwi.experiments.records): a committed record rebuilds its committed table; the
+runner writes records; a record round-trips a run within the float16 bound; no data, clean skip."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxfwi import experiments as ex
+from jaxfwi.experiments import records as rec
+
+ROOT = Path(__file__).resolve().parents[1]
+SYN = ROOT / "benchmarks" / "results" / "synthetic"
+
+
+def _reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", ROOT / "benchmarks" / "reproduce.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_committed_record_rebuilds_its_table(tmp_path):
+    """benchmarks/results/synthetic/records -> the committed results.csv / results.md, byte for byte."""
+    repro = _reproduce()
+    paths = sorted((SYN / "records").glob("*.npz"))
+    assert len(paths) == 4
+    info = rec.restore_records(SYN / "records", tmp_path / "runs", log=lambda s: None)
+    assert len(info["restored"]) == 4 and not info["skipped"]
+    # the rebuilt float16 models give the stored metrics to within the record's precision
+    assert 0 < info["max_metric_error"]["mse"] < 1e-4
+    assert info["max_metric_error"]["ssim"] < 1e-3
+    assert info["max_initial_error"] < 1e-6
+    out = ex.build_report(tmp_path / "runs", tmp_path / "report", figures="none", title=repro.SUITES["synthetic"]["title"],
+                          notes=repro.NOTES_SYNTHETIC, dpi=70)
+    assert Path(out["csv"]).read_text() == (SYN / "results.csv").read_text()
+    assert Path(out["markdown"]).read_text() == (SYN / "results.md").read_text()
+    # and the scenarios in the records are the ones the suite defines (same settings, same names)
+    names = {sc.dir_name for sc in repro.scenarios(["s"], suite="synthetic")}
+    assert names == {p.stem for p in paths}
+
+
+TINY = {"reduce": 1, "epochs": 3, "acquisition": {"shape": [12, 24], "nt": 100, "n_shots": 2, "pml_width": 6,
+                                                  "src_spacing_m": 200.0}, "options": {"accuracy": 4}}
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("rec")
+    scs = ex.expand_grid(TINY, models=["synthetic:layered"], inits=["smooth"], conditions=["clean", "noise:1"],
+                         methods=["adfwi"], seeds=[0, 1])
+    ex.run_scenarios(scs, base / "runs", progress=False, records_dir=base / "records", log=lambda s: None)
+    return base, scs
+
+
+def test_runner_writes_records_that_round_trip(tiny_runs, tmp_path):
+    base, scs = tiny_runs
+    names = sorted({sc.dir_name for sc in scs})
+    assert sorted(p.stem for p in (base / "records").glob("*.npz")) == names
+    for n in names:
+        assert (base / "runs" / n / "record.npz").read_bytes() == (base / "records" / f"{n}.npz").read_bytes()
+        meta, arrays = rec.read_record(base / "records" / f"{n}.npz")
+        assert not any("true" in k for k in arrays)  # no copy of the true model
+        assert all(a.dtype == np.float16 for k, a in arrays.items() if k.endswith("/update"))
+    info = rec.restore_records(base / "records", tmp_path / "restored", gathers=True, log=lambda s: None)
+    assert sorted(info["restored"]) == names
+    for n in names:
+        raw, back = base / "runs" / n, tmp_path / "restored" / n
+        np.testing.assert_array_equal(np.load(back / "true.npy"), np.load(raw / "true.npy"))
+        v0 = np.load(raw / "initial.npy")
+        for seed in (0, 1):
+            v = np.load(raw / f"seed{seed}" / "velocity.npy")
+            w = np.load(back / f"seed{seed}" / "velocity.npy")
+            bound = np.abs(v - v0) * 2.0 ** -11 + 1e-3  # half a float16 step of the update (+ float32 sum)
+            assert np.all(np.abs(w - v) <= bound)
+            for f in ("metrics.json",):
+                assert json.loads((back / f"seed{seed}" / f).read_text()) == json.loads((raw / f"seed{seed}" / f).read_text())
+            h0 = json.loads((raw / f"seed{seed}" / "history.json").read_text())
+            h1 = json.loads((back / f"seed{seed}" / "history.json").read_text())
+            assert list(h1) == list(h0)
+            for k in h0:
+                np.testing.assert_allclose(np.asarray(h1[k], float), np.asarray(h0[k], float), rtol=1e-6)
+            g0, g1 = np.load(raw / f"seed{seed}" / "gather.npz"), np.load(back / f"seed{seed}" / "gather.npz")
+            np.testing.assert_array_equal(g1["observed"], g0["observed"])  # the noise draw is re-made exactly
+            scale = np.abs(g0["synthetic"]).max()
+            assert np.abs(g1["synthetic"] - g0["synthetic"]).max() < 1e-2 * scale
+    a = ex.build_report(base / "runs", tmp_path / "r0", figures="none")
+    b = ex.build_report(tmp_path / "restored", tmp_path / "r1", figures="none")
+    assert Path(a["csv"]).read_text() == Path(b["csv"]).read_text()
+
+
+def test_records_are_deterministic_and_export(tiny_runs, tmp_path):
+    base, scs = tiny_runs
+    out = rec.export_records(base / "runs", tmp_path / "exp")
+    assert len(out) == 2
+    for p in out:
+        assert p.read_bytes() == (base / "records" / p.name).read_bytes()
+    assert rec.record_size(tmp_path / "exp") == sum(p.stat().st_size for p in out) < 20_000
+
+
+def test_restore_without_data_skips(tiny_runs, tmp_path):
+    base, scs = tiny_runs
+    src = sorted((base / "records").glob("*.npz"))[0]
+    meta, arrays = rec.read_record(src)
+    meta["scenario_json"]["scenario"]["model"] = "marmousi"
+    meta["scenario_json"]["scenario"]["acquisition"] = []
+    meta["dir_name"] = ex.Scenario.from_dict(meta["scenario_json"]["scenario"]).dir_name
+    rec._write_npz(tmp_path / "m.npz", {"meta": np.asarray(json.dumps(meta)), **arrays})
+    (tmp_path / "nodata").mkdir()
+    info = rec.restore_records([tmp_path / "m.npz"], tmp_path / "r", data_dir=tmp_path / "nodata", log=lambda s: None)
+    assert info["restored"] == [] and list(info["skipped"]) == [meta["dir_name"]]
