@@ -168,7 +168,7 @@ def gradient_memory_bytes(shape, pml, accuracy, nt_internal, n_shots, dtype=np.f
 
     The adjoint (``jaxfwi.physics._core``) stores the loop state (two wavefields + the C-PML
     memory arrays) at the start of each of ``n_seg`` segments of ``seg`` internal steps, then
-    recomputes one segment at a time, keeping its ``seg`` accelerations, while stepping the
+    recomputes one segment at a time, keeping its ``seg`` wavefields, while stepping the
     adjoint state back. Per shot, in wavefields of the extended grid::
 
         n_seg * (2 + m) + seg + 8 + 2 m        (m = C-PML memory cells / grid cells)
@@ -255,16 +255,13 @@ def default_store_wavefield(shape, pml, accuracy, nt_internal, n_shots, dtype=np
 
 
 def default_checkpoint(backend=None):
-    """The default segment length of the gradient's adjoint: ``None``, i.e. ``ceil(sqrt(nt))``
-    internal steps, on every backend.
+    """The default segment length of the gradient's adjoint when it recomputes segments (when
+    :func:`default_store_wavefield` says the wavefields do not fit): ``None``, i.e.
+    ``ceil(sqrt(nt))`` internal steps, on every backend.
 
-    The adjoint recomputes each segment from its stored start state, so the primal is
-    stepped twice whatever the segment length: storing every wavefield (``checkpoint=1``
-    keeps every state) saves no arithmetic, it only costs ``~nt / (2 sqrt(nt))`` times the
-    memory. ``sqrt(nt)`` minimises the stored wavefields (``n_seg + seg``) at equal cost,
-    and on a GPU the memory it frees lets more shots share each kernel launch
-    (:func:`default_shot_batch`), which is where the time goes. Longer segments (an int)
-    only trade memory for nothing; shorter ones likewise.
+    Every segment is recomputed once from its stored start state whatever its length, so
+    ``sqrt(nt)`` minimises the stored wavefields (``n_seg + seg``) at equal cost, and on a GPU the
+    memory it frees lets more shots share each kernel launch (:func:`default_shot_batch`).
     """
     return None
 
