@@ -56,6 +56,11 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
     plan, _ = jaxfwi.plan_propagation(v, dx, s, **kw, warn=False)
     if mode == "forward":
         fn = jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
+    elif mode == "grad-vmap":  # jax.grad through jax.vmap over two models (the batched adjoint)
+        d_obs = np.zeros((ns, s.n_receivers, nt), np.float32)
+        v = jnp.stack([v, 1.01 * v])
+        fn = jax.jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jax.vmap(
+            lambda x: jaxfwi.forward(x, dx, s, **kw))(vv) - d_obs) ** 2)))
     else:
         d_obs = np.zeros((ns, s.n_receivers, nt), np.float32)
         fn = jax.jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jaxfwi.forward(vv, dx, s, **kw) - d_obs) ** 2)))
@@ -129,7 +134,8 @@ def main():
     p.add_argument("--pml-width", type=int, default=20, help="jaxfwi's C-PML width in cells (default 20)")
     p.add_argument("--modes", nargs="+", default=["forward", "grad"],
                    help="forward, grad (the default: every wavefield stored if it fits, else sqrt(nt) segments), "
-                        "grad-ckpt (checkpoint='sqrt'), grad-store (checkpoint='store')")
+                        "grad-ckpt (checkpoint='sqrt'), grad-store (checkpoint='store'), grad-vmap (jax.grad through "
+                        "jax.vmap over 2 models)")
     p.add_argument("--no-deepwave", action="store_true")
     p.add_argument("--deepwave-modes", nargs="+", default=["forward", "grad"],
                    help="deepwave runs (its gradient keeps every wavefield: the BP case needs > 21 GiB)")
@@ -146,7 +152,7 @@ def main():
         args.case, args.repeats = "quick", 1
     jobs = []
     for m in args.modes:
-        mode = "forward" if m == "forward" else "grad"
+        mode = m if m in ("forward", "grad-vmap") else "grad"
         jobs.append(("jaxfwi", mode, {"grad-ckpt": "sqrt", "grad-store": "store"}.get(m, "None")))
     try:
         import deepwave  # noqa: F401

@@ -459,3 +459,33 @@ def test_default_shot_batch_keeps_one_batched_wavefield_near_the_cache_size():
     assert default_shot_batch((188, 500), pml, 8, 20, np.float64, backend="cpu") == 2
     assert default_shot_batch((188, 500), pml, 8, 20, backend="gpu") is None
     assert default_shot_batch((2000, 2000), pml, 8, 3, backend="cpu") == 1
+
+
+def test_grad_through_vmap_uses_the_adjoint_and_equals_vmap_of_grad(small64):
+    from jaxfwi.physics import _core
+
+    v, s = small64
+    with jax.enable_x64(True):
+        V = jnp.stack([v, 1.05 * v])
+        f = lambda vv: jaxfwi.forward(vv, DX, s, accuracy=4, pml_width=8, max_vel=3200.0)  # noqa: E731
+        loss = lambda VV: jnp.sum(jax.vmap(f)(VV) ** 2)  # noqa: E731
+        g1 = jax.grad(loss)(V)
+        g2 = jax.vmap(jax.grad(lambda vv: jnp.sum(f(vv) ** 2)))(V)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-12 * float(jnp.abs(g2).max()))
+        # the batched tangent stays one primitive (transposed by the hand-written adjoint)
+        jaxpr = str(jax.make_jaxpr(jax.linearize(lambda VV: jax.vmap(f)(VV), V)[1])(V))
+        assert "jaxfwi_wave_jvp" in jaxpr
+        # finite differences along one direction of the first model
+        dv = jax.random.normal(jax.random.key(4), v.shape, jnp.float64)
+        eps = 1e-3
+        fd = (loss(V.at[0].add(eps * dv)) - loss(V.at[0].add(-eps * dv))) / (2 * eps)
+        assert abs(float(jnp.vdot(g1[0], dv)) - float(fd)) <= 1e-6 * abs(float(fd))
+        # jvp over a batch of tangents at one model, and its transpose (the kernels' path)
+        dvs = jax.random.normal(jax.random.key(1), (3,) + v.shape, jnp.float64)
+        jv = lambda d: jax.jvp(f, (v,), (d,))[1]  # noqa: E731
+        J = jax.vmap(jv)(dvs)
+        ct = jax.random.normal(jax.random.key(2), J.shape, jnp.float64)
+        T = jax.linear_transpose(jax.vmap(jv), dvs)(ct)[0]
+        T2 = jnp.stack([jax.vjp(f, v)[1](c)[0] for c in ct])
+        np.testing.assert_allclose(T, T2, rtol=1e-9, atol=1e-12 * float(jnp.abs(T2).max()))
+    assert _core.wave_jvp_p.name == "jaxfwi_wave_jvp"

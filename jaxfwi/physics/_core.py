@@ -480,43 +480,87 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
 # custom_jvp + linear primitive: forward mode by autodiff, reverse mode by the adjoint
 # ----------------------------------------------------------------------------
 
-def _jvp_impl(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
+def _jvp_single(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
     def f(vv, ww):
         return simulate_plain(plan, vv, sources, receivers, ww, max_vel, pml_freq)[0]
 
     return jax.jvp(f, (v, wavelets), (dv, dw))[1]
 
 
+def _vmapped(fn, levels, out_axes=0):
+    """``fn`` vmapped once per batching level (outermost first; each level's ``in_axes`` is 0 or None
+    per operand, batch axes leading in level order)."""
+    for axes in reversed(levels):
+        fn = jax.vmap(fn, in_axes=axes, out_axes=out_axes)
+    return fn
+
+
+def _jvp_impl(*args, plan, treedef, levels=()):
+    return _vmapped(partial(_jvp_single, plan=plan, treedef=treedef), levels)(*args)
+
+
 # operands: v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *leaves of the segment-start
-# states (residuals of the forward pass for the transpose; the evaluation ignores them)
+# states (residuals of the forward pass for the transpose; the evaluation ignores them). ``levels``:
+# the vmaps applied to it (see _jvp_batch), so that a batched tangent keeps its hand-written transpose
 wave_jvp_p = Primitive("jaxfwi_wave_jvp")
 wave_jvp_p.def_impl(_jvp_impl)
 
 
+def _batch_shape(args, levels):
+    """Sizes of the batching levels, read off the operands (batch axes lead, outermost first)."""
+    sizes = []
+    for k, axes in enumerate(levels):
+        i = next(n for n, a in enumerate(axes) if a is not None)
+        pos = sum(1 for outer in levels[:k] if outer[i] is not None)
+        sizes.append(args[i].shape[pos])
+    return tuple(sizes)
+
+
 @wave_jvp_p.def_abstract_eval
-def _jvp_abstract(v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
-    return jax.core.ShapedArray((sources.shape[0], receivers.shape[1], plan.nt), v.dtype)
+def _jvp_abstract(*args, plan, treedef, levels=()):
+    sources, receivers, v = args[4], args[5], args[0]
+    nb = lambda i: sum(1 for ax in levels if ax[i] is not None)  # noqa: E731
+    return jax.core.ShapedArray(_batch_shape(args, levels) + (sources.shape[nb(4)], receivers.shape[nb(5) + 1], plan.nt),
+                                v.dtype)
 
 
 mlir.register_lowering(wave_jvp_p, mlir.lower_fun(_jvp_impl, multiple_results=False))
 
 
-def _jvp_transpose(ct, v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef):
+def _jvp_transpose(ct, v, wavelets, dv, dw, sources, receivers, max_vel, pml_freq, *starts, plan, treedef, levels=()):
     if type(ct) is ad.Zero:
         ct = jnp.zeros(ct.aval.shape, ct.aval.dtype)
-    states = jax.tree_util.tree_unflatten(treedef, starts) if starts else None
-    g_v, g_w = adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, states)
-    out_v = g_v if ad.is_undefined_primal(dv) else None
-    out_w = g_w.astype(dw.aval.dtype) if ad.is_undefined_primal(dw) else None
+
+    def one(v, wavelets, sources, receivers, max_vel, pml_freq, ct, *starts):
+        states = jax.tree_util.tree_unflatten(treedef, starts) if starts else None
+        return adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, states)
+
+    # every level's vmap over the adjoint: ct is batched at every level, the primal operands as bound
+    tr_levels = tuple(ax[:2] + ax[4:8] + (0,) + ax[8:] for ax in levels)
+    g_v, g_w = _vmapped(one, tr_levels)(v, wavelets, sources, receivers, max_vel, pml_freq, ct, *starts)
+
+    def unbatch(g, i):  # sum over the levels at which the tangent operand i is not batched
+        for k in reversed(range(len(levels))):
+            if levels[k][i] is None:
+                g = jnp.sum(g, axis=k)
+        return g
+
+    out_v = unbatch(g_v, 2) if ad.is_undefined_primal(dv) else None
+    out_w = unbatch(g_w, 3).astype(dw.aval.dtype) if ad.is_undefined_primal(dw) else None
     return [None, None, out_v, out_w, None, None, None, None] + [None] * len(starts)
 
 
 ad.primitive_transposes[wave_jvp_p] = _jvp_transpose
 
 
-def _jvp_batch(args, dims, *, plan, treedef):
-    fn = partial(_jvp_impl, plan=plan, treedef=treedef)
-    return jax.vmap(fn, in_axes=dims)(*args), 0
+def _jvp_batch(args, dims, *, plan, treedef, levels=()):
+    """Batching rule: the batch axis goes first and the primitive is bound again with one more level,
+    so that ``grad(vmap(forward))`` still transposes with the hand-written adjoint (vmapped) instead of
+    JAX's generic transpose of the vmapped tangent loop."""
+    moved = [a if d is None else jnp.moveaxis(a, d, 0) for a, d in zip(args, dims)]
+    axes = tuple(None if d is None else 0 for d in dims)  # (not_mapped is None)
+    out = wave_jvp_p.bind(*moved, plan=plan, treedef=treedef, levels=(axes,) + tuple(levels))
+    return out, 0
 
 
 batching.primitive_batchers[wave_jvp_p] = _jvp_batch
