@@ -7,7 +7,9 @@ The public API is re-exported here; see the subpackages for details:
 from jaxfwi.physics import (  # noqa: F401
     PropagationPlan,
     Survey,
+    Propagation,
     forward,
+    propagate,
     plan_propagation,
     ricker,
 )

@@ -203,9 +203,9 @@ def cmd_forward(args):
 
     v, survey, fwd = _setup(args)
     t0 = time.time()
-    d, snaps, plan = jaxfwi.forward(v, args.dx, survey, snapshot_every=max(1, args.nt // 8), return_plan=True, **fwd)
+    d, snaps, plan = jaxfwi.propagate(v, args.dx, survey, snapshot_every=max(1, args.nt // 8), **fwd)
     d = np.asarray(d)
-    print(f"jaxfwi forward: {survey.n_shots} shots, model {v.shape}, {plan.substeps} internal step(s) per sample, "
+    print(f"jaxfwi forward: {survey.n_shots} shots, model {v.shape}, {plan.nt_internal} internal steps for {plan.nt} samples, "
           f"{time.time() - t0:.2f} s (incl. compile)")
     np.savez(os.path.join(args.out, "data.npz"), data=d, dt=args.dt, dx=args.dx, velocity=v,
              sources=np.asarray(survey.sources), receivers=np.asarray(survey.receivers))

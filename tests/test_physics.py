@@ -279,7 +279,7 @@ def test_cfl_subdivision_matches_stable_run_and_is_reported():
     v = jnp.full((40, 60), 3000.0)
     s_coarse = _point_survey([20, 20], [[20, 40]], 200, 0.003, f=10.0)
     with pytest.warns(SubstepWarning, match="internal steps"):
-        d, plan = jaxfwi.forward(v, DX, s_coarse, accuracy=8, pml_width=10, return_plan=True)
+        d, _, plan = jaxfwi.propagate(v, DX, s_coarse, accuracy=8, pml_width=10)
     # the largest stable internal step over the same 0.6 s, not an integer division of dt
     dt_max = plan.stable_dt(3000.0)
     assert plan.nt_internal == int(np.ceil(200 * 0.003 / (CFL_SAFETY * dt_max))) < 2 * 200
@@ -289,7 +289,7 @@ def test_cfl_subdivision_matches_stable_run_and_is_reported():
     d_fine = jaxfwi.forward(v, DX, s_fine, accuracy=8, pml_width=10, substeps=1)
     assert _rel(d[0, 0], d_fine[0, 0, ::2]) < 0.01
     # forcing a whole number of steps per sample (deepwave's choice) agrees as well
-    d2, plan2 = jaxfwi.forward(v, DX, s_coarse, accuracy=8, pml_width=10, substeps=2, return_plan=True)
+    d2, _, plan2 = jaxfwi.propagate(v, DX, s_coarse, accuracy=8, pml_width=10, substeps=2)
     assert plan2.substeps == 2 and plan2.nt_internal == 400
     assert _rel(d2[0, 0], d_fine[0, 0, ::2]) < 0.01
     with pytest.raises(ValueError, match=r"Courant number 0\.9.*stable up to dt="):
@@ -322,7 +322,7 @@ def test_traced_velocity_needs_max_vel_and_works_with_it():
 def test_snapshots_shape_and_content():
     v = jnp.full((20, 30), 2000.0)
     s = _point_survey([10, 15], [[10, 20]], 100, 0.001)
-    d, snaps = jaxfwi.forward(v, DX, s, accuracy=4, pml_width=5, snapshot_every=25)
+    d, snaps, _ = jaxfwi.propagate(v, DX, s, accuracy=4, pml_width=5, snapshot_every=25)
     assert snaps.shape == (1, 4, 20, 30)
     assert float(jnp.abs(snaps[0, 0]).max()) < float(jnp.abs(snaps[0, 2]).max())  # wave has started
     np.testing.assert_allclose(d, jaxfwi.forward(v, DX, s, accuracy=4, pml_width=5), rtol=1e-6, atol=1e-9)
@@ -489,3 +489,18 @@ def test_grad_through_vmap_uses_the_adjoint_and_equals_vmap_of_grad(small64):
         T2 = jnp.stack([jax.vjp(f, v)[1](c)[0] for c in ct])
         np.testing.assert_allclose(T, T2, rtol=1e-9, atol=1e-12 * float(jnp.abs(T2).max()))
     assert _core.wave_jvp_p.name == "jaxfwi_wave_jvp"
+
+
+def test_forward_returns_data_and_its_old_flags_are_deprecated():
+    v = jnp.full((20, 30), 2000.0)
+    s = _point_survey([10, 10], [[10, 20]], 100, 0.001)
+    out = jaxfwi.propagate(v, DX, s, accuracy=4, pml_width=5, snapshot_every=25)
+    assert isinstance(out, jaxfwi.Propagation) and out.snapshots.shape == (1, 4, 20, 30)
+    assert out.plan.nt_internal == 100 and jaxfwi.propagate(v, DX, s, accuracy=4, pml_width=5).snapshots is None
+    d = jaxfwi.forward(v, DX, s, accuracy=4, pml_width=5)
+    np.testing.assert_allclose(d, out.data, rtol=1e-6, atol=1e-12)
+    with pytest.warns(DeprecationWarning, match="jaxfwi.propagate"):
+        d2, snaps, plan = jaxfwi.forward(v, DX, s, accuracy=4, pml_width=5, snapshot_every=25, return_plan=True)
+    np.testing.assert_allclose(snaps, out.snapshots)
+    np.testing.assert_allclose(d2, out.data)
+    assert plan == out.plan

@@ -3,7 +3,9 @@ from jaxfwi.physics.propagate import (  # noqa: F401
     CoarseGridWarning,
     PropagationPlan,
     SubstepWarning,
+    Propagation,
     forward,
+    propagate,
     plan_propagation,
     stable_dt,
 )

@@ -63,6 +63,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -403,6 +404,75 @@ def plan_propagation(
 
 
 
+class Propagation(NamedTuple):
+    """What :func:`propagate` returns.
+
+    Attributes:
+      data: receiver data ``[n_shots, n_receivers, nt]`` (pressure samples at ``t = n dt``).
+      snapshots: ``[n_shots, n_snap, *v.shape]`` wavefields, snapshot ``j`` at
+        ``t = ((j + 1) * snapshot_every - 1) * dt``; None without ``snapshot_every``.
+      plan: the :class:`PropagationPlan` that ran (internal steps, storage, shot groups).
+    """
+    data: jax.Array
+    snapshots: Optional[jax.Array]
+    plan: PropagationPlan
+
+
+def _run(v, dx, survey, accuracy, pml_width, free_surface, pml_freq, max_vel, checkpoint, shot_batch,
+         snapshot_every, cfl, substeps) -> Propagation:
+    plan, max_vel = plan_propagation(
+        v, dx, survey, accuracy, pml_width, free_surface, max_vel=max_vel, checkpoint=checkpoint,
+        shot_batch=shot_batch, snapshot_every=snapshot_every, cfl=cfl, substeps=substeps,
+    )
+    if pml_freq is None:
+        w_np = _concrete(survey.wavelet)
+        if w_np is None:
+            raise ValueError("survey.wavelet is traced, so its peak frequency is unknown: pass pml_freq=<Hz>.")
+        pml_freq = peak_frequency(w_np, survey.dt)
+    dtype = jnp.result_type(v)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    v = jnp.asarray(v, dtype)
+    recs, snaps = simulate_jit(
+        plan, v, survey.sources, survey.receivers, survey.wavelets(),
+        jnp.asarray(max_vel, dtype), jnp.asarray(pml_freq, dtype),
+    )
+    return Propagation(recs, snaps, plan)
+
+
+def propagate(
+    v,
+    dx,
+    survey: Survey,
+    accuracy: int = 8,
+    pml_width=20,
+    free_surface: bool = False,
+    *,
+    pml_freq: float | None = None,
+    max_vel: float | None = None,
+    checkpoint=None,
+    shot_batch: int | None = None,
+    snapshot_every: int | None = None,
+    cfl: str = "subdivide",
+    substeps: int | None = None,
+) -> Propagation:
+    """:func:`forward` that also returns the wavefield snapshots and the plan: a :class:`Propagation`
+    ``(data, snapshots, plan)``. Arguments as :func:`forward`, plus ``snapshot_every``: also record
+    the wavefield every this many samples (the loop then runs without the hand-written adjoint:
+    gradients go through plain autodiff).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxfwi
+      >>> v = jnp.full((40, 60), 2000.0)
+      >>> s = jaxfwi.Survey.surface_line(v.shape, 2, jaxfwi.ricker(10.0, 200, 0.002), 0.002)
+      >>> out = jaxfwi.propagate(v, 10.0, s, accuracy=4, pml_width=10, snapshot_every=50)
+      >>> out.data.shape, out.snapshots.shape, out.plan.nt_internal
+      ((2, 60, 200), (2, 4, 40, 60), 200)
+    """
+    return _run(v, dx, survey, accuracy, pml_width, free_surface, pml_freq, max_vel, checkpoint, shot_batch,
+                snapshot_every, cfl, substeps)
+
+
 def forward(
     v,
     dx,
@@ -420,7 +490,7 @@ def forward(
     substeps: int | None = None,
     return_plan: bool = False,
 ):
-    """Model receiver data for every shot of a survey.
+    """Model receiver data for every shot of a survey: ``d [n_shots, n_receivers, nt]``.
 
     Args:
       v: velocity, m/s: ``[nz]``, ``[nz, nx]`` or ``[nz, ny, nx]`` (float32, or float64 with x64).
@@ -444,17 +514,15 @@ def forward(
       shot_batch: propagate this many shots together (vmapped); groups run one after another.
         Default (None): all shots, except on CPU for large grids, where groups are sized to
         the caches (:func:`default_shot_batch`); the plan records the choice.
-      snapshot_every: also return the wavefield every this many samples.
       cfl: ``"subdivide"`` (default: internal steps when dt is unstable) or ``"error"``.
       substeps: force this whole number of internal steps per sample (default: the largest stable
         internal step, see the module docstring).
-      return_plan: also return the :class:`PropagationPlan` (substeps etc.).
+      snapshot_every, return_plan: deprecated (they changed the return type); use
+        :func:`propagate`, which returns ``(data, snapshots, plan)``. Still honoured for one
+        release with a ``DeprecationWarning``: ``(d, snapshots)``, ``(d, plan)`` or ``(d, snapshots, plan)``.
 
     Returns:
-      ``d [n_shots, n_receivers, nt]`` (pressure samples at ``t = n dt``); with
-      ``snapshot_every`` a tuple ``(d, snapshots [n_shots, n_snap, *v.shape])`` where snapshot
-      ``j`` is the field at ``t = ((j + 1) * snapshot_every - 1) * dt``; with ``return_plan`` the
-      plan is appended.
+      ``d [n_shots, n_receivers, nt]`` (pressure samples at ``t = n dt``).
 
     Example:
       >>> import jax.numpy as jnp, jaxfwi
@@ -463,24 +531,13 @@ def forward(
       >>> jaxfwi.forward(v, 10.0, s, accuracy=4, pml_width=10).shape
       (2, 60, 200)
     """
-    plan, max_vel = plan_propagation(
-        v, dx, survey, accuracy, pml_width, free_surface, max_vel=max_vel, checkpoint=checkpoint,
-        shot_batch=shot_batch, snapshot_every=snapshot_every, cfl=cfl, substeps=substeps,
-    )
-    if pml_freq is None:
-        w_np = _concrete(survey.wavelet)
-        if w_np is None:
-            raise ValueError("survey.wavelet is traced, so its peak frequency is unknown: pass pml_freq=<Hz>.")
-        pml_freq = peak_frequency(w_np, survey.dt)
-    dtype = jnp.result_type(v)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
-    v = jnp.asarray(v, dtype)
-    recs, snaps = simulate_jit(
-        plan, v, survey.sources, survey.receivers, survey.wavelets(),
-        jnp.asarray(max_vel, dtype), jnp.asarray(pml_freq, dtype),
-    )
-    out = recs if snaps is None else (recs, snaps)
-    if return_plan:
-        return (out, plan) if snaps is None else (*out, plan)
-    return out
+    if snapshot_every is not None or return_plan:
+        warnings.warn("jaxfwi.forward: snapshot_every= and return_plan= are deprecated (they change what "
+                      "forward returns); use jaxfwi.propagate(...), which returns (data, snapshots, plan).",
+                      DeprecationWarning, stacklevel=2)
+    out = _run(v, dx, survey, accuracy, pml_width, free_surface, pml_freq, max_vel, checkpoint, shot_batch,
+               snapshot_every, cfl, substeps)
+    if snapshot_every is None and not return_plan:
+        return out.data
+    res = (out.data,) + ((out.snapshots,) if snapshot_every is not None else ())
+    return res + (out.plan,) if return_plan else res
