@@ -114,6 +114,41 @@ def run_deepwave(case, mode, repeats):
                 compile_s=0.0, median_s=float(np.median(times)), gpts_per_s=None, device="cpu")
 
 
+def run_devito_layouts(args):
+    """Devito (``benchmarks/devito_case.py`` in the interpreter ``--devito-python``) in its two CPU
+    layouts: one process with 2 OpenMP threads (``OMP_WAIT_POLICY=passive``: its default spin-wait
+    collapses on a shared machine), and 2 single-thread processes side by side, each with half of
+    the shots (the time is the slower of the two)."""
+    nz, nx, ns, nt, dt, f0, dx = CASES[args.case]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "devito_case.py")
+    base = [args.devito_python, script, "--case", *map(str, (nz, nx, ns, nt, dt, f0, dx)),
+            "--repeats", str(args.repeats)]
+    env = {**os.environ, "DEVITO_LANGUAGE": "openmp", "DEVITO_LOGGING": "WARNING", "OMP_WAIT_POLICY": "passive"}
+    rows = []
+    for mode in args.devito_modes:
+        def launch(threads, shots=None):
+            cmd = base + ["--mode", mode] + (["--shots", shots] if shots else [])
+            return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    env={**env, "OMP_NUM_THREADS": str(threads)})
+
+        for layout, procs in (("2 threads", [launch(2)]),
+                              ("2 procs x 1 thread", [launch(1, f"0:{(ns + 1) // 2}"), launch(1, f"{(ns + 1) // 2}:{ns}")])):
+            outs = [pr.communicate() for pr in procs]
+            got = [json.loads(ln[4:]) for o, _ in outs for ln in o.splitlines() if ln.startswith("ROW ")]
+            if len(got) != len(procs):
+                print(f"devito {mode} {layout} failed:\n{outs[0][1][-1500:]}")
+                rows.append(dict(code="devito", case=args.case, mode=mode, checkpoint=layout, failed="see log"))
+                continue
+            r = dict(got[0], case=args.case, checkpoint=layout, shot_batch=None, substeps=None,
+                     median_s=max(g["median_s"] for g in got), compile_s=max(g["compile_s"] for g in got),
+                     peak_rss_gib=sum(g["peak_rss_gib"] for g in got), gpts_per_s=None,
+                     store_wavefield=(mode == "grad"))
+            rows.append(r)
+            print(f"devito    {mode:8s} {layout:18s} compile {r['compile_s']:6.2f} s  run {r['median_s']:7.3f} s  "
+                  f"steps {r['steps']}  peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+    return rows
+
+
 def _child(args):
     if args.code == "jaxfwi":
         cp = None if args.checkpoint == "None" else (args.checkpoint if args.checkpoint in ("sqrt", "store")
@@ -139,6 +174,9 @@ def main():
     p.add_argument("--no-deepwave", action="store_true")
     p.add_argument("--deepwave-modes", nargs="+", default=["forward", "grad"],
                    help="deepwave runs (its gradient keeps every wavefield: the BP case needs > 21 GiB)")
+    p.add_argument("--devito-python", default=None,
+                   help="interpreter with devito installed (pip install devito pytest): adds Devito's two CPU layouts")
+    p.add_argument("--devito-modes", nargs="+", default=["forward", "grad"])
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "propagator.json"))
     # child-process arguments
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -163,6 +201,8 @@ def main():
     if have_dw:
         jobs += [("deepwave", m, "-") for m in args.deepwave_modes]
     rows = []
+    if args.devito_python:
+        rows += run_devito_layouts(args)
     for code, mode, cp in jobs:
         cmd = [sys.executable, __file__, "--child", "--code", code, "--mode", mode, "--checkpoint", cp,
                "--case", args.case, "--repeats", str(args.repeats)]
@@ -190,7 +230,7 @@ def main():
         ok = r["mode"] in dw and "failed" not in dw[r["mode"]]
         ratio = f"{r['median_s'] / dw[r['mode']]['median_s']:.2f}x" if ok else "-"
         gp = f"{r['gpts_per_s'] / 1e6:.0f}" if r["gpts_per_s"] else "-"
-        ck = "store" if r.get("store_wavefield") else r["checkpoint"]
+        ck = r["checkpoint"] if r["code"] != "jaxfwi" else ("store" if r.get("store_wavefield") else r["checkpoint"])
         print(f"| {r['code']} | {r['mode']} | {ck} | {r.get('steps') or '-'} | {r['compile_s']:.2f} | "
               f"{r['median_s']:.3f} | {gp} | {r['peak_rss_gib']:.2f} | {ratio} |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
