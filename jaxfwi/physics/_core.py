@@ -9,25 +9,26 @@ where ``L`` is the Laplacian (symmetric: zero ghost cells, or the odd mirror
 of a free surface), ``e_s`` the C-PML terms of absorbing strip ``s`` (the memory
 variables live inside the strip; ``d(psi)/dx`` reaches ``accuracy / 2`` cells beyond it,
 so ``e_s`` covers the strip widened by that much) and ``E_s`` its embedding in the grid. Receivers
-record ``u[n]`` at step ``n``. The forward loop never forms ``acc[n]``: one
-fused pass computes ``u[n+1]`` from ``L u[n]`` and the source, then the strip
-terms are added in place (see "grid layout" below).
+record ``u[n]`` at step ``n``. The forward loop never forms ``acc[n]``: the
+strip terms are formed on their strips, then one fused pass computes ``u[n+1]``
+from ``L u[n]``, the source and the embedded strip terms (see "grid layout" below).
 
 Differentiation. :func:`simulate` is a ``jax.custom_jvp`` function: its
 tangent is the linear primitive ``wave_jvp_p`` whose *evaluation* is ordinary
 forward-mode autodiff of the time loop (so ``jax.jvp`` works) and whose
 *transpose* is the discrete adjoint written out below (so ``jax.grad`` /
-``jax.vjp`` run the adjoint wave equation backwards with checkpointed
-segments instead of transposing every slice of the stencil, which XLA does
-several times slower). The segment-start states come from the primal pass
-(:func:`records_and_starts`), so a gradient runs the forward loop once. The adjoint is exact: the tests compare it with
-reverse-mode autodiff of the plain loop, with finite differences and with a
-dot-product test. No derivative flows through ``max_vel`` / ``pml_freq`` (the
-C-PML profile) or the integer geometry.
+``jax.vjp`` run the adjoint wave equation backwards instead of transposing
+every slice of the stencil, which XLA does several times slower; under
+``jax.vmap`` the primitive is re-bound batched, so ``grad(vmap(...))`` keeps it).
+The primal pass keeps what the adjoint needs (:func:`records_and_starts`): every
+wavefield (``plan.store_wavefield``) or the state at the start of every segment,
+which the adjoint recomputes. The adjoint is exact (to float rounding): the tests
+compare it with reverse-mode autodiff of the plain loop, with finite differences
+and with a dot-product test. No derivative flows through ``max_vel`` /
+``pml_freq`` (the C-PML profile) or the integer geometry.
 """
 from __future__ import annotations
 
-import functools
 import math
 from functools import partial
 
@@ -109,14 +110,6 @@ def _pad_axis(u, axis, lo, hi):
     cfg = [(0, 0)] * u.ndim
     cfg[axis] = (lo, hi)
     return jnp.pad(u, cfg)
-
-
-def _add_to_strip(x, part, axis, start):
-    """``x`` with ``part`` added over ``[start, start + part.shape[axis])`` along ``axis`` (in place)."""
-    idx = [0] * x.ndim
-    idx[axis] = start
-    cur = lax.dynamic_slice(x, idx, part.shape)
-    return lax.dynamic_update_slice(x, cur + part, idx)
 
 
 def _interior_laplacian(u, nd, r, c0, ck2, inv_h2):
