@@ -43,9 +43,10 @@ from jaxfwi.physics import stencils
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.wavelets import resample
 
-# Time steps per loop iteration. Two (to let XLA alternate the wavefield buffers) measured no faster
-# on the 2-core CPU: Marmousi case forward 3.8 s vs 2.7-3.1 s, gradient 17.5-20.1 s vs 17.7-18.8 s,
-# gradient peak RSS 1.10 vs 0.94 GiB, and it costs ~1.5x the compile time (benchmarks/propagator.py).
+# Time steps per loop iteration. Two let XLA drop the carry's full-field copies (3 per step at one):
+# without a C-PML the Marmousi-size forward ran 0.40 vs 0.74 ms/step, but with the 20-cell C-PML
+# strips 1.72-1.86 vs 1.38-1.44 ms/step (2-core CPU, quiet; why is open). Changing this constant
+# needs jax.clear_caches(): simulate_jit caches the trace per plan.
 SCAN_UNROLL = 1
 
 
