@@ -24,6 +24,8 @@ Examples::
     python benchmarks/kernels.py --parts width                 # (a) full size
     python benchmarks/kernels.py --parts decay
     python benchmarks/kernels.py --parts scale --scale-shots 13 --scale-nt 1000 --scale-budget 540
+    python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-shots 13 --scale-nt 1000 \
+        --scale-checkpoint store --scale-budget 840       # issue 15 item 5: the full 13-shot preset
 """
 from __future__ import annotations
 
@@ -430,7 +432,7 @@ def _scale_lanczos(args, model, source):
     k = args.scale_k
     survey = jaxfwi.Survey.surface_line((nz, nx), ns, jaxfwi.ricker(FREQ, ntb, DT), DT)
     G = K.make_forward(survey, DX, max_vel=float(vbig.max()), accuracy=args.accuracy, pml_width=20,
-                       free_surface=True, checkpoint="sqrt")
+                       free_surface=True, checkpoint=args.scale_checkpoint)
     cm = K.ComposedMap(G, None, vbig)
     log(f"\n(c2) matrix-free Lanczos, wave kernel (grid) via J_m^T J_m in model space: {nz}x{nx}, {ns} shots x "
         f"{survey.n_receivers} receivers, nt={ntb} (n_model={cm.n_model}, n_data={cm.n_data}); k={k}, "
@@ -448,7 +450,7 @@ def _scale_lanczos(args, model, source):
                     tol=1e-6, residuals="estimate", max_time=args.scale_budget, verbose=True, jit=False)
     t_l = time.time() - t0
     rel = res.residuals / res.values[0]
-    c2 = {"shape": [nz, nx], "shots": ns, "nt": ntb, "n_model": cm.n_model, "n_data": cm.n_data, "k": k,
+    c2 = {"shape": [nz, nx], "shots": ns, "checkpoint": args.scale_checkpoint, "nt": ntb, "n_model": cm.n_model, "n_data": cm.n_data, "k": k,
           "k_returned": int(res.values.size), "matvecs": res.num_matvecs, "s_matvec": t_mv,
           "s_lanczos": t_l, "converged_1e-3": int(np.sum(rel < 1e-3)), "converged_1e-6": int(np.sum(rel < 1e-6)),
           "lam_top5": res.values[:5].tolist(), "ratio@k-1": float(res.values[-1] / res.values[0]),
@@ -498,6 +500,8 @@ def main(argv=None):
     ap.add_argument("--scale-shots", type=int, default=None)
     ap.add_argument("--scale-nt", type=int, default=None)
     ap.add_argument("--scale-k", type=int, default=50)
+    ap.add_argument("--scale-checkpoint", default="sqrt",
+                    help="(c2) gradient storage of the propagator: sqrt (segments), store (every wavefield)")
     ap.add_argument("--scale-iters", type=int, default=150)
     ap.add_argument("--scale-budget", type=float, default=480.0, help="seconds for the Lanczos iterations")
     args = ap.parse_args(argv)
