@@ -110,3 +110,29 @@ def test_restore_without_data_skips(tiny_runs, tmp_path):
     (tmp_path / "nodata").mkdir()
     info = rec.restore_records([tmp_path / "m.npz"], tmp_path / "r", data_dir=tmp_path / "nodata", log=lambda s: None)
     assert info["restored"] == [] and list(info["skipped"]) == [meta["dir_name"]]
+
+
+def test_runner_treats_a_committed_record_as_finished(tiny_runs, tmp_path):
+    """Raw runs gone, records kept (a new session on a fresh clone): nothing is run again."""
+    base, scs = tiny_runs
+    dry = ex.run_scenarios(scs, tmp_path / "fresh", progress=False, records_dir=base / "records", dry_run=True,
+                           log=lambda s: None)
+    assert sorted(r["state"] for r in dry) == ["skipped_record"] * len(scs)
+    assert not any((tmp_path / "fresh").iterdir())  # a dry run writes nothing
+
+    def boom(*a, **k):
+        raise AssertionError("a scenario with a covering record was run again")
+
+    out = ex.run_scenarios(scs, tmp_path / "fresh", progress=False, records_dir=base / "records",
+                           callback=boom, log=lambda s: None)
+    assert sorted(r["state"] for r in out) == ["skipped_finished"] * len(scs)
+    for r in out:
+        raw = json.loads((base / "runs" / r["dir_name"] / f"seed{r['seed']}" / "metrics.json").read_text())
+        assert r["final"] == raw["final"]
+    # a seed the record does not hold still runs; the ones it holds do not
+    extra = ex.expand_grid(TINY, models=["synthetic:layered"], inits=["smooth"], conditions=["clean"],
+                           methods=["adfwi"], seeds=[0, 1, 2])
+    dry = ex.run_scenarios(extra, tmp_path / "fresh2", progress=False, records_dir=base / "records", dry_run=True,
+                           log=lambda s: None)
+    assert sorted((r["seed"], r["state"]) for r in dry) == [(0, "skipped_record"), (1, "skipped_record"),
+                                                            (2, "pending")]

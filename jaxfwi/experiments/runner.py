@@ -540,7 +540,8 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
 
     Returns:
       one record per scenario and seed: the ``metrics.json`` content for runs done now or earlier,
-      with ``"state"`` = ``"done"``, ``"skipped_finished"``, ``"skipped_data"``, ``"pending"`` (dry run
+      with ``"state"`` = ``"done"``, ``"skipped_finished"`` (also after restoring a committed record of
+      ``records_dir``), ``"skipped_record"`` (dry run, finished in a record), ``"skipped_data"``, ``"pending"`` (dry run
       or out of time).
     """
     root = Path(results_dir)
@@ -551,6 +552,19 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
     for n, (name, scs) in enumerate(groups.items(), 1):
         gdir = root / name
         todo = [sc for sc in scs if not is_finished(gdir / f"seed{sc.seed}")]
+        rec_meta = _covering_record(records_dir, name, todo, len(todo) == len(scs))
+        if rec_meta is not None:
+            if dry_run:
+                held = [sc for sc in todo if str(sc.seed) in rec_meta["seeds"]]
+                out.extend({**rec_meta["seeds"][str(sc.seed)]["metrics"], "state": "skipped_record"} for sc in held)
+                todo = [sc for sc in todo if sc not in held]
+                if not todo:
+                    log(f"[{n}/{len(groups)}] {name}: finished (record), skipped")
+                    continue
+                scs = [sc for sc in scs if sc not in held]
+            else:
+                _restore_record(records_dir, name, root, data_dir, log)
+                todo = [sc for sc in scs if not is_finished(gdir / f"seed{sc.seed}")]
         for sc in scs:
             if sc not in todo:
                 with open(gdir / f"seed{sc.seed}" / "metrics.json") as f:
@@ -584,6 +598,33 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
         _record(gdir, records_dir, log)
         out.extend({**r, "state": "done"} for r in recs)
     return out
+
+
+def _covering_record(records_dir, name: str, todo, nothing_finished: bool) -> Optional[dict]:
+    """The meta of ``records_dir/<name>.npz`` (a scenario finished in an earlier session whose raw
+    runs are gone) when restoring it saves work: it holds every seed still to do, or some of them and
+    no seed of the scenario folder has finished (restoring replaces the folder). Else None."""
+    if records_dir is None or not todo:
+        return None
+    path = Path(records_dir) / f"{name}.npz"
+    if not path.exists():
+        return None
+    from jaxfwi.experiments.records import read_record  # noqa: PLC0415
+
+    meta, _ = read_record(path)
+    held = [str(sc.seed) in meta.get("seeds", {}) for sc in todo]
+    if all(held) or (any(held) and nothing_finished):
+        return meta
+    return None
+
+
+def _restore_record(records_dir, name: str, root: Path, data_dir, log):
+    """Rebuild a finished scenario folder from its committed record instead of running it again."""
+    from jaxfwi.experiments.records import restore_records  # noqa: PLC0415
+
+    info = restore_records([Path(records_dir) / f"{name}.npz"], root, data_dir=data_dir, log=log)
+    if name in info["restored"]:
+        log(f"  {name}: restored from its record")
 
 
 def _record(gdir: Path, records_dir, log):
