@@ -10,6 +10,10 @@ Parts (``--parts``, comma separated; default ``width,decay,scale``):
 * ``decay``  (b) normalised eigenvalue decay ``lam_i / lam_1`` of the wave-based NTK for
   grid (wave kernel), Siren (IFWI), HashGrid (MPE-FWI), Hybrid (IG-FWI) and LowRank
   (LR-FWI) on the 1-D problem and a small 2-D problem, with the papers' ordering check.
+* ``decay-train``  (b') the same decay and ordering at the papers' protocol: each method is
+  trained (``jaxfwi.invert``, the paper's Adam learning rates: grid 5 m/s, CR methods 1e-4)
+  on data of the true trace / crop from the smoothed one, and its wave-based NTK is
+  recomputed at the parameters after ``--decay-epochs`` (default 0, 100, 500) epochs.
 * ``scale``  (c) the largest wave-based NTK we materialise (and its time), and top-k
   eigenpairs by matrix-free Lanczos on a large 2-D problem (target: Marmousi 94 x 288).
 
@@ -23,6 +27,7 @@ Examples::
     python benchmarks/kernels.py --quick                       # everything, small (~ minutes)
     python benchmarks/kernels.py --parts width                 # (a) full size
     python benchmarks/kernels.py --parts decay
+    python benchmarks/kernels.py --parts decay-train --out benchmarks/results/kernels_decay_trained.json
     python benchmarks/kernels.py --parts scale --scale-shots 13 --scale-nt 1000 --scale-budget 540
     python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-shots 13 --scale-nt 1000 \
         --scale-checkpoint store --scale-budget 840       # issue 15 item 5: the full 13-shot preset
@@ -266,6 +271,22 @@ def part_width(args, model, source):
 
 
 # ----------------------------------------------------------------------------- (b) decay
+def _decay_row(method, lam, n_par, seconds):
+    lam = np.asarray(lam, np.float64)
+    r = lam / lam[0]
+    row = {"method": method, "n_params": n_par, "lam_1": lam[0], "seconds": seconds,
+           "idx<1e-2": K.decay_index(lam, 1e-2), "idx<1e-3": K.decay_index(lam, 1e-3),
+           "idx<1e-4": K.decay_index(lam, 1e-4), "eff_rank": float(lam.sum() / lam[0]),
+           # the same without the leading mode (lam_i / lam_2): separates a dominant near-constant
+           # mode (HashGrid at init) from the decay of the rest
+           "tail_idx<1e-3": 1 + K.decay_index(lam[1:], 1e-3)}
+    for i in (1, 5, 10, 20, 50, 100):
+        if i < r.size:
+            row[f"r@{i}"] = float(r[i])
+    row["curve"] = r[: min(r.size, 400)].tolist()
+    return row
+
+
 def _decay_rows(problem_name, v_init, survey, fw, subsample, args):
     rows = {}
     for label, method in DECAY_METHODS:
@@ -277,21 +298,10 @@ def _decay_rows(problem_name, v_init, survey, fw, subsample, args):
             log(f"  {label:9s} ({method}): FAILED {type(e).__name__}: {e}")
             rows[label] = {"method": method, "error": f"{type(e).__name__}: {e}"}
             continue
-        lam = np.asarray(lam, np.float64)
         from jaxfwi import models
         par = models.build(method, v_init)
         n_par = models.count_params(jax.eval_shape(par.init, jax.random.key(0)))
-        r = lam / lam[0]
-        row = {"method": method, "n_params": n_par, "lam_1": lam[0], "seconds": time.time() - t0,
-               "idx<1e-2": K.decay_index(lam, 1e-2), "idx<1e-3": K.decay_index(lam, 1e-3),
-               "idx<1e-4": K.decay_index(lam, 1e-4), "eff_rank": float(lam.sum() / lam[0]),
-               # the same without the leading mode (lam_i / lam_2): separates a dominant
-               # near-constant mode (HashGrid at init) from the decay of the rest
-               "tail_idx<1e-3": 1 + K.decay_index(lam[1:], 1e-3)}
-        for i in (1, 5, 10, 20, 50, 100):
-            if i < r.size:
-                row[f"r@{i}"] = float(r[i])
-        row["curve"] = r[: min(r.size, 400)].tolist()
+        row = _decay_row(method, lam, n_par, time.time() - t0)
         rows[label] = row
         log(f"  {label:9s} ({method:7s}): idx<1e-3 = {row['idx<1e-3']:4d}, eff. rank {row['eff_rank']:.2f}, "
             f"n_params {n_par} [{row['seconds']:.1f} s]")
@@ -360,6 +370,97 @@ def _decay_2d(args, out, model, source):
     out["2d"] = {"setup": {"shape": [nz2, nx2], "cols": [c0, c0 + nx2], "shots": ns2,
                            "receivers": survey2.n_receivers, "nt": nt2, "time_step": 2}, "rows": rows2,
                  "ordering": _ordering(rows2), "ordering_tail": _ordering(rows2, "tail_idx<1e-3")}
+
+
+# ----------------------------------------------------------------------------- (b') decay along training
+def _trained_decay_rows(problem_name, v_true, v_init, survey, fw, subsample, epochs_list, args):
+    """Train every DECAY_METHODS method for max(epochs_list) epochs on data of ``v_true`` from
+    ``v_init`` and return ``{epoch: rows}`` of the decay at the snapshot params of each epoch."""
+    from math import gcd
+    from functools import reduce
+    from jaxfwi import models
+    d_obs = jaxfwi.forward(jnp.asarray(v_true), DX, survey, **fw)
+    n_ep = max(epochs_list)
+    every = reduce(gcd, [e for e in epochs_list if e > 0], 0) or 1
+    per_epoch = {e: {} for e in epochs_list}
+    for label, method in DECAY_METHODS:
+        t0 = time.time()
+        try:
+            res = jaxfwi.invert(d_obs, survey, DX, jnp.asarray(v_init), method=method, epochs=n_ep,
+                                key=jax.random.key(args.seed), snapshot_params_every=every, progress=False,
+                                v_true=jnp.asarray(v_true), **fw)
+        except Exception as e:  # report and go on
+            log(f"  {label:9s} ({method}): training FAILED {type(e).__name__}: {e}")
+            for ep in epochs_list:
+                per_epoch[ep][label] = {"method": method, "error": f"{type(e).__name__}: {e}"}
+            continue
+        t_train = time.time() - t0
+        snaps = dict(res.snapshots)
+        mse = np.asarray(res.history.get("mse", []), np.float64)
+        par = models.build(method, jnp.asarray(v_init))
+        n_par = models.count_params(jax.eval_shape(par.init, jax.random.key(0)))
+        for ep in epochs_list:
+            t1 = time.time()
+            lam = K.eigenvalues(method, jnp.asarray(v_init), survey, DX, params=snaps[ep],
+                                subsample=subsample, full=False, **fw)
+            row = _decay_row(method, lam, n_par, time.time() - t1)
+            row["train_seconds"] = t_train
+            v_ep = np.asarray(par.velocity(snaps[ep]))
+            row["model_mse_km2s2"] = float(np.mean(((v_ep - np.asarray(v_true)) / 1000.0) ** 2))
+            row["moved_rms_m_s"] = float(np.sqrt(np.mean((v_ep - np.asarray(v_init)) ** 2)))
+            if ep > 0 and mse.size >= ep:
+                row["history_mse"] = float(mse[ep - 1])
+            per_epoch[ep][label] = row
+            log(f"  {label:9s} ({method:7s}) epoch {ep:4d}: idx<1e-3 = {row['idx<1e-3']:4d}, tail {row['tail_idx<1e-3']:4d}, "
+                f"eff. rank {row['eff_rank']:.2f}, model MSE {row['model_mse_km2s2']:.4f}, moved {row['moved_rms_m_s']:.1f} m/s "
+                f"[train {t_train:.0f} s, kernel {row['seconds']:.1f} s]")
+    out = {}
+    for ep in epochs_list:
+        rows = per_epoch[ep]
+        ok = [lbl for lbl in rows if "error" not in rows[lbl]]
+        table([dict(name=lbl, **{k: v for k, v in rows[lbl].items() if k != "curve"}) for lbl in ok],
+              ["name", "n_params", "model_mse_km2s2", "moved_rms_m_s", "r@5", "r@20", "r@50", "idx<1e-2",
+               "idx<1e-3", "idx<1e-4", "tail_idx<1e-3", "eff_rank"],
+              f"(b') normalised eigenvalue decay after {ep} training epochs, {problem_name}")
+        out[f"epoch{ep}"] = {"rows": rows, "ordering": _ordering(rows),
+                             "ordering_tail": _ordering(rows, "tail_idx<1e-3")}
+    return out
+
+
+def part_decay_train(args, model, source):
+    epochs_list = sorted({int(e) for e in args.decay_epochs.split(",")})
+    dims = [d.strip() for d in args.decay_dims.split(",")]
+    out = {"epochs": epochs_list, "learning_rates": "method defaults (the papers'): grid 5 m/s, CR 1e-4",
+           "seed": args.seed}
+    if "1d" in dims:
+        nt1 = args.nt or (400 if args.quick else 1000)
+        trace = model[:, args.column]
+        v1 = smooth(trace, args.smooth)
+        log(f"\n(b') decay along training, 1-D: nz={trace.size}, nt={nt1}, trained on the true trace's data")
+        out["1d"] = {"setup": {"nz": int(trace.size), "nt": nt1, "source": source},
+                     **_trained_decay_rows("1-D trace", trace, v1, survey_1d(nt1), dict(accuracy=args.accuracy, pml_width=20),
+                                           None, epochs_list, args)}
+    if "2d" in dims:
+        nz2, nx2 = (int(s) for s in (args.decay2d_shape or ("16x40" if args.quick else "24x64")).split("x"))
+        c0 = max(0, min(model.shape[1] - nx2, args.column - nx2 // 2))
+        v_true2 = model[:nz2, c0:c0 + nx2]
+        v2 = smooth(v_true2, args.smooth)
+        nt2 = args.decay2d_nt or (300 if args.quick else 500)
+        survey2 = survey_2d((nz2, nx2), 2, 2, nt2)
+        log(f"\n(b') decay along training, 2-D: {nz2}x{nx2} crop (cols {c0}:{c0 + nx2}), 2 shots, "
+            f"{survey2.n_receivers} receivers, nt={nt2} (every 2nd sample in the kernel), free surface")
+        out["2d"] = {"setup": {"shape": [nz2, nx2], "cols": [c0, c0 + nx2], "shots": 2,
+                               "receivers": survey2.n_receivers, "nt": nt2, "time_step": 2},
+                     **_trained_decay_rows(f"2-D {nz2}x{nx2}", v_true2, v2, survey2,
+                                           dict(accuracy=args.accuracy, pml_width=20, free_surface=True),
+                                           K.DataSubsample(time_step=2), epochs_list, args)}
+    for dim in ("1d", "2d"):
+        for ep in epochs_list:
+            if dim in out:
+                o = out[dim][f"epoch{ep}"]["ordering"]
+                log(f"  {dim} epoch {ep}: slowest -> fastest {' > '.join(o['observed_slowest_to_fastest'])}; "
+                    f"paper grid > HashGrid > Hybrid > Siren holds: {o['holds']}")
+    return out
 
 
 # ----------------------------------------------------------------------------- (c) scale
@@ -490,6 +591,7 @@ def main(argv=None):
     ap.add_argument("--decay-dims", default="1d,2d", help="which decay problems: 1d, 2d or both")
     ap.add_argument("--decay2d-shape", default=None, help="e.g. 24x64")
     ap.add_argument("--decay2d-nt", type=int, default=None)
+    ap.add_argument("--decay-epochs", default="0,100,500", help="(b'): training epochs at which to recompute the decay")
     # (c)
     ap.add_argument("--scale-parts", default="mat,lanczos", help="(c): mat (materialised), lanczos (matrix-free)")
     ap.add_argument("--mat-shape", default=None)
@@ -511,7 +613,7 @@ def main(argv=None):
         f"shape {model.shape}, {model.min():.0f}-{model.max():.0f} m/s")
     tag = args.tag or ("quick" if args.quick else "full")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    fns = {"width": part_width, "decay": part_decay, "scale": part_scale}
+    fns = {"width": part_width, "decay": part_decay, "decay-train": part_decay_train, "scale": part_scale}
     for p in parts:
         if p not in fns:
             ap.error(f"unknown part {p!r}; choose from {sorted(fns)}")

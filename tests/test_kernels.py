@@ -286,6 +286,14 @@ def test_eigenvalues_of_named_methods():
     ref_s = K.eigvalsh_desc(K.wave_ntk(Gs, par.velocity, p0))
     n = int(np.sum(ref_s > 1e-9 * ref_s[0]))
     np.testing.assert_allclose(lam_s[:n], ref_s[:n], rtol=1e-6)
+    # at given params (a training snapshot): the kernel there, not at init
+    p1 = jax.tree_util.tree_map(lambda a: 1.5 * a, p0)
+    lam_p = K.eigenvalues("ifwi", v, survey, DX, params=p1, model_overrides=over, **fw)
+    ref_p = K.eigvalsh_desc(K.wave_ntk(K.make_forward(survey, DX, max_vel=float(par.velocity(p1).max()), **fw),
+                                       par.velocity, p1))
+    n = int(np.sum(ref_p > 1e-9 * ref_p[0]))
+    np.testing.assert_allclose(lam_p[:n], ref_p[:n], rtol=1e-6)
+    assert not np.allclose(lam_p[:n], lam_s[:n], rtol=1e-3)
     # shot / time sub-sampling is explicit
     lam_sub = K.eigenvalues("adfwi", v, survey, DX, key=key, subsample=K.DataSubsample(time_step=2, shots=(0,)), **fw)
     assert lam_sub.shape == (NT,)

@@ -122,12 +122,13 @@ class _Represent:
 
 
 def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
-                  subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
+                  params: Any = None, subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
                   model_overrides: Optional[dict] = None, **forward_kwargs) -> jax.Array:
-    """The materialised wave-based NTK ``[n_data, n_data]`` of a named method at init
-    (the wave kernel ``J_m J_m^T`` for the grid methods)."""
+    """The materialised wave-based NTK ``[n_data, n_data]`` of a named method at init, or at
+    ``params`` (e.g. a training snapshot; the wave kernel ``J_m J_m^T`` at the velocity of
+    ``params`` for the grid methods)."""
     survey, subsample = apply_shot_subsample(survey, subsample)
-    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
+    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key, params=params,
                                       model_overrides=model_overrides, **forward_kwargs)
     if rep is None:
         return wave_kernel(G, point, subsample=subsample, chunk=chunk)
@@ -135,10 +136,12 @@ def method_kernel(method: str, v_init, survey, dx, *, key: Optional[jax.Array] =
 
 
 def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = None,
-                subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
+                params: Any = None, subsample: Optional[DataSubsample] = None, chunk: Optional[int] = None,
                 full: bool = True, model_overrides: Optional[dict] = None,
                 **forward_kwargs) -> jax.Array:
-    """Eigenvalues (descending) of the wave-based NTK of ``method`` at initialisation.
+    """Eigenvalues (descending) of the wave-based NTK of ``method`` at initialisation, or at
+    ``params`` (the kernel along training: pass a snapshot such as
+    ``jaxfwi.invert(..., snapshot_params_every=100).snapshots[j][1]``).
 
     Args:
       method: a ``jaxfwi.models.build`` name ("adfwi", "ifwi", "mpe-fwi", "ig-fwi", ...);
@@ -146,6 +149,8 @@ def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = N
       v_init: initial velocity (m/s), ``[nz]``, ``[nz, nx]`` or ``[nz, ny, nx]``.
       survey, dx: as for ``jaxfwi.forward``.
       key: initialisation key of the representation (default ``jax.random.key(0)``).
+      params: the representation's parameters to linearise at (default: ``init(key)``); they
+        must come from ``build(method, v_init, **model_overrides)`` (same ``v_init``).
       subsample: optional :class:`DataSubsample` of the data (time / receivers / shots).
       chunk: products run vmapped per chunk (memory bound).
       full: return all ``n_data`` eigenvalues (the kernel's size); beyond its rank
@@ -159,7 +164,7 @@ def eigenvalues(method: str, v_init, survey, dx, *, key: Optional[jax.Array] = N
     run under ``with jax.enable_x64(True):`` with a float64 ``v_init``.
     """
     survey, subsample = apply_shot_subsample(survey, subsample)
-    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key,
+    G, rep, point, _ = method_problem(method, v_init, survey, dx, key=key, params=params,
                                       model_overrides=model_overrides, **forward_kwargs)
     B = wave_ntk_factor(G, rep, point, subsample=subsample, chunk=chunk)
     n = B.shape[0] if full else min(B.shape)
