@@ -136,3 +136,12 @@ def test_runner_treats_a_committed_record_as_finished(tiny_runs, tmp_path):
                            log=lambda s: None)
     assert sorted((r["seed"], r["state"]) for r in dry) == [(0, "skipped_record"), (1, "skipped_record"),
                                                             (2, "pending")]
+
+
+def test_epochs_to_fraction_of_the_drop():
+    from jaxfwi.experiments.report import epochs_to_fraction
+    curve = [1.0, 0.9, 0.6, 0.5, 0.55]           # drop 1.0 -> 0.5 (min), initial 1.0
+    assert epochs_to_fraction(curve, 1.0, 0.5) == 3
+    assert epochs_to_fraction(curve, 1.0, 0.2) == 2
+    assert epochs_to_fraction(curve, 1.0, 0.9) == 4
+    assert epochs_to_fraction([1.1, 1.2], 1.0, 0.5) is None   # never below the initial model

@@ -226,12 +226,71 @@ def _markdown(rows, title, notes, figures) -> str:
             spe = "" if r["s_per_epoch"] is None else f"{r['s_per_epoch']:.2f}"
             npar = "" if r["n_params"] is None else f"{r['n_params'] / 1000:.1f}K"
             lines.append(f"| {name} | " + " | ".join(cells) + " | " + " | ".join(pubs) + f" | {spe} | {npar} |")
+        lines += _convergence_lines(rs, epochs)
         figs = figures.get(block, [])
         if figs:
             lines.append("")
             lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figs]
         lines.append("")
     return "\n".join(lines)
+
+
+#: epochs at which the convergence table reads the model-MSE curve (those <= the run's epochs)
+CONVERGENCE_EPOCHS = (1, 10, 50, 100, 250, 500, 1000, 1500)
+
+
+def _mse_curves(paths) -> Optional[np.ndarray]:
+    """Per-epoch model MSE ``[n_seeds, n_epochs]`` from the runs' ``history.json`` (cut to the
+    shortest; None when no run has one)."""
+    curves = []
+    for sp in paths:
+        try:
+            with open(Path(sp) / "history.json") as f:
+                h = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if h.get("mse"):
+            curves.append(np.asarray([np.nan if x is None else x for x in h["mse"]], np.float64))
+    if not curves:
+        return None
+    n = min(c.size for c in curves)
+    return np.stack([c[:n] for c in curves])
+
+
+def epochs_to_fraction(curve, initial, fraction: float) -> Optional[int]:
+    """First epoch (1-based) at which the MSE has fallen by ``fraction`` of its overall drop
+    ``initial - min(curve)``; None when the curve never falls below ``initial``."""
+    c = np.asarray(curve, np.float64)
+    drop = initial - np.nanmin(c)
+    if not np.isfinite(drop) or drop <= 0:
+        return None
+    hit = np.nonzero(c <= initial - fraction * drop)[0]
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def _convergence_lines(rs, epochs) -> list:
+    """Markdown table: model MSE after 1, 10, 50, ... epochs and the epochs each method took to
+    reach half and 90 % of its own largest MSE drop (convergence speed measured in epochs)."""
+    marks = [e for e in CONVERGENCE_EPOCHS if e <= epochs]
+    if epochs not in marks:
+        marks.append(epochs)
+    rows = []
+    for r in rs:
+        cs = _mse_curves(r["paths"])
+        if cs is None or r["initial_mse"] is None:
+            continue
+        c = np.nanmean(cs, 0)
+        cells = [_fmt(float(c[e - 1]), 0, 4) if e <= c.size and np.isfinite(c[e - 1]) else "—" for e in marks]
+        cells += [str(v) if v is not None else "never" for v in
+                  (epochs_to_fraction(c, r["initial_mse"], f) for f in (0.5, 0.9))]
+        cells.append(_fmt(float(np.nanmin(c)), 0, 4))
+        rows.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    if not rows:
+        return []
+    head = " | ".join(f"MSE @{e}" for e in marks)
+    return ["", "Convergence in epochs (model MSE along the run, seed mean; epochs to 50 % / 90 % of the "
+            "method's own largest MSE drop below the initial model; 'never': it did not fall below it):", "",
+            f"| method | {head} | to 50 % | to 90 % | min MSE |", "|---|" + "---|" * (len(marks) + 3)] + rows
 
 
 CSV_FIELDS = ["model", "init", "condition", "method", "epochs", "lr_scale", "grid", "f_peak_hz", "n_seeds", "n_ok",
@@ -312,20 +371,10 @@ def _figures(block, rs, out_dir: Path, dpi: int) -> list[str]:
     # MSE curves
     fig, ax = plt.subplots(figsize=(4.5, 3.0))
     for r in rs:
-        curves = []
-        for sp in r["paths"]:
-            try:
-                with open(Path(sp) / "history.json") as f:
-                    h = json.load(f)
-            except OSError:
-                continue
-            if h.get("mse"):
-                curves.append(np.asarray([np.nan if x is None else x for x in h["mse"]], float))
-        if not curves:
+        c = _mse_curves(r["paths"])
+        if c is None:
             continue
-        n = min(len(c) for c in curves)
-        c = np.stack([c[:n] for c in curves])
-        x = np.arange(1, n + 1)
+        x = np.arange(1, c.shape[1] + 1)
         line, = ax.plot(x, np.nanmean(c, 0), label=r["method"], lw=1.2)
         if len(c) > 1:
             ax.fill_between(x, np.nanmin(c, 0), np.nanmax(c, 0), color=line.get_color(), alpha=0.15)
