@@ -78,7 +78,7 @@ def test_help_is_plain_text_with_true_defaults(capsys):
     # the kernels defaults are a grid fine enough for their wavelet: no coarse-grid warning
     args = parser.parse_args(["kernels"])
     from jaxfwi.datasets.synthetic import default_model
-    from jaxfwi.physics.propagate import plan_propagation
+    from jaxfwi.physics.propagation import plan_propagation
     v = np.asarray(default_model(tuple(args.shape)))
     survey = jaxfwi.Survey.surface_line(v.shape, args.shots, jaxfwi.ricker(args.freq, args.nt, args.dt), args.dt)
     with warnings.catch_warnings():

@@ -157,7 +157,7 @@ class _FakeGPU:
 
 def test_devices_defaults():
     from jaxfwi import devices
-    from jaxfwi.physics.propagate import default_shot_batch
+    from jaxfwi.physics.propagation import default_shot_batch
 
     pml2, pml3 = ((0, 20), (20, 20)), ((0, 20), (20, 20), (20, 20))
     # CPU: unchanged cache heuristic (also reached through the propagator's name)

@@ -400,7 +400,7 @@ def test_default_bounds_keep_every_model_physical(problem, params_of):
 
 def test_gradient_memory_checked_before_compiling(problem, params_of, monkeypatch):
     from jaxfwi.inversion import GradientMemoryError, memory
-    from jaxfwi.physics.propagate import plan_propagation
+    from jaxfwi.physics.propagation import plan_propagation
 
     plan, _ = plan_propagation(problem["v_init"], DX, problem["survey"], **FK)
     full = memory.gradient_bytes(plan, 3, 64)

@@ -9,7 +9,7 @@ import pytest
 
 import jaxfwi
 from jaxfwi.physics import CoarseGridWarning, SubstepWarning
-from jaxfwi.physics.propagate import CFL_SAFETY
+from jaxfwi.physics.propagation import CFL_SAFETY
 from analytic import greens_trace
 
 VEL, DX, F0 = 2000.0, 10.0, 15.0  # 6 cells per minimum wavelength (f_max ~ 2.2 f0)
@@ -450,7 +450,7 @@ def test_adjoint_through_the_cpml_equals_autodiff_on_every_path(name):
 
 
 def test_default_shot_batch_keeps_one_batched_wavefield_near_the_cache_size():
-    from jaxfwi.physics.propagate import CPU_BATCH_BYTES, default_shot_batch
+    from jaxfwi.physics.propagation import CPU_BATCH_BYTES, default_shot_batch
 
     pml = ((20, 20), (20, 20))
     assert default_shot_batch((94, 288), pml, 8, 13, backend="cpu") is None  # 2.5 MB in all: vmap every shot

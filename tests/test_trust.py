@@ -24,9 +24,7 @@ W = np.asarray(jaxfwi.ricker(8.0, NT, DT))
 
 @pytest.fixture(autouse=True)
 def no_compile(monkeypatch):
-    import importlib
-
-    propagate = importlib.import_module("jaxfwi.physics.propagate")  # the module (the package exports a function of that name)
+    from jaxfwi.physics import propagation as propagate  # the module (the package also exports a function `propagate`)
 
     def boom(*a, **k):
         raise AssertionError("reached the compiled propagator")

@@ -289,7 +289,7 @@ def _gradient_storage(cfg: StepConfig, fo, plan, n_seeds, dtype):
 
 
 def _check_memory(cfg: StepConfig, plan, n_seeds, n_receivers, dtype):
-    from jaxfwi.physics.propagate import default_shot_batch  # noqa: PLC0415
+    from jaxfwi.physics.propagation import default_shot_batch  # noqa: PLC0415
 
     n_dev = _shard.n_devices(cfg.mesh)
     per_dev = cfg.batch // n_dev

@@ -1,7 +1,7 @@
 """Memory of a gradient, estimated before anything is compiled.
 
 :func:`gradient_bytes` estimates the peak memory of one ``jax.grad`` through
-:func:`jaxfwi.forward` for a :class:`~jaxfwi.physics.propagate.PropagationPlan`: the
+:func:`jaxfwi.forward` for a :class:`~jaxfwi.physics.propagation.PropagationPlan`: the
 discrete adjoint stores the loop state (two wavefields plus the C-PML memory, counted as
 three extended grids) at the start of each of the ``ceil(nt_internal / checkpoint)``
 segments for every shot of the batch, and recomputes one segment (``checkpoint``

@@ -1,5 +1,5 @@
 """Physics layer: wave propagation, survey geometry, wavelets. Nothing neural here."""
-from jaxfwi.physics.propagate import (  # noqa: F401
+from jaxfwi.physics.propagation import (  # noqa: F401
     CoarseGridWarning,
     PropagationPlan,
     SubstepWarning,
