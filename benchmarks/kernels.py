@@ -397,8 +397,8 @@ def _trained_decay_rows(problem_name, v_true, v_init, survey, fw, subsample, epo
         t_train = time.time() - t0
         snaps = dict(res.snapshots)
         mse = np.asarray(res.history.get("mse", []), np.float64)
-        par = models.build(method, jnp.asarray(v_init))
-        n_par = models.count_params(jax.eval_shape(par.init, jax.random.key(0)))
+        par = res.param  # the parameterisation invert built (no second build)
+        n_par = models.count_params(snaps[0])
         for ep in epochs_list:
             t1 = time.time()
             lam = K.eigenvalues(method, jnp.asarray(v_init), survey, DX, params=snaps[ep],
