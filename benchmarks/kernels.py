@@ -31,6 +31,7 @@ Examples::
     python benchmarks/kernels.py --parts scale --scale-shots 13 --scale-nt 1000 --scale-budget 540
     python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-shots 13 --scale-nt 1000 \
         --scale-checkpoint store --scale-budget 840       # issue 15 item 5: the full 13-shot preset
+    python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-method ig-fwi ...  # the same for IG-FWI
 """
 from __future__ import annotations
 
@@ -532,31 +533,37 @@ def _scale_lanczos(args, model, source):
     ntb = args.scale_nt or (300 if args.quick else 1000)
     k = args.scale_k
     survey = jaxfwi.Survey.surface_line((nz, nx), ns, jaxfwi.ricker(FREQ, ntb, DT), DT)
-    G = K.make_forward(survey, DX, max_vel=float(vbig.max()), accuracy=args.accuracy, pml_width=20,
-                       free_surface=True, checkpoint=args.scale_checkpoint)
-    cm = K.ComposedMap(G, None, vbig)
-    log(f"\n(c2) matrix-free Lanczos, wave kernel (grid) via J_m^T J_m in model space: {nz}x{nx}, {ns} shots x "
-        f"{survey.n_receivers} receivers, nt={ntb} (n_model={cm.n_model}, n_data={cm.n_data}); k={k}, "
+    fk = dict(accuracy=args.accuracy, pml_width=20, free_surface=True, checkpoint=args.scale_checkpoint)
+    method = args.scale_method
+    if method in K.GRID_METHODS:
+        G = K.make_forward(survey, DX, max_vel=float(vbig.max()), **fk)
+        cm = K.ComposedMap(G, None, vbig)
+        n, mv, what = cm.n_model, jax.jit(cm.gn), "wave kernel (grid) via J_m^T J_m in model space"
+    else:  # the wave-based NTK's nonzero spectrum is that of J_theta^T J_theta (parameter space)
+        G, rep, point, _ = K.method_problem(method, vbig, survey, DX, key=jax.random.key(args.seed), **fk)
+        cm = K.ComposedMap(G, rep, point)
+        n, mv, what = cm.n_theta, jax.jit(cm.pgram), f"wave-based NTK of {method} via J_theta^T J_theta"
+    log(f"\n(c2) matrix-free Lanczos, {what}: {nz}x{nx}, {ns} shots x "
+        f"{survey.n_receivers} receivers, nt={ntb} (n={n}, n_model={cm.n_model}, n_data={cm.n_data}); k={k}, "
         f"budget {args.scale_budget} s")
-    mv = jax.jit(cm.gn)
     t0 = time.time()
-    mv(jnp.ones(cm.n_model)).block_until_ready()
+    mv(jnp.ones(n)).block_until_ready()
     t_first = time.time() - t0
     t0 = time.time()
-    mv(jnp.ones(cm.n_model)).block_until_ready()
+    mv(jnp.ones(n)).block_until_ready()
     t_mv = time.time() - t0
     log(f"  one J^T J product: {t_mv:.2f} s (first call incl. compile {t_first:.1f} s)")
     t0 = time.time()
-    res = K.lanczos(mv, cm.n_model, k, key=jax.random.key(args.seed), max_iter=args.scale_iters,
+    res = K.lanczos(mv, n, k, key=jax.random.key(args.seed), max_iter=args.scale_iters,
                     tol=1e-6, residuals="estimate", max_time=args.scale_budget, verbose=True, jit=False)
     t_l = time.time() - t0
     rel = res.residuals / res.values[0]
-    c2 = {"shape": [nz, nx], "shots": ns, "checkpoint": args.scale_checkpoint, "nt": ntb, "n_model": cm.n_model, "n_data": cm.n_data, "k": k,
+    c2 = {"method": method, "n": n, "shape": [nz, nx], "shots": ns, "checkpoint": args.scale_checkpoint, "nt": ntb, "n_model": cm.n_model, "n_data": cm.n_data, "k": k,
           "k_returned": int(res.values.size), "matvecs": res.num_matvecs, "s_matvec": t_mv,
           "s_lanczos": t_l, "converged_1e-3": int(np.sum(rel < 1e-3)), "converged_1e-6": int(np.sum(rel < 1e-6)),
           "lam_top5": res.values[:5].tolist(), "ratio@k-1": float(res.values[-1] / res.values[0]),
           "max_rel_residual": float(rel.max()), "values": res.values.tolist(), "rel_residuals": rel.tolist()}
-    table([c2], ["shape", "shots", "nt", "n_model", "n_data", "k_returned", "matvecs", "s_matvec", "s_lanczos",
+    table([c2], ["method", "n", "shape", "shots", "nt", "n_model", "n_data", "k_returned", "matvecs", "s_matvec", "s_lanczos",
                  "converged_1e-3", "converged_1e-6", "ratio@k-1", "max_rel_residual"],
           "(c2) top-k eigenpairs, matrix-free Lanczos (full reorthogonalisation)")
     return c2
@@ -602,6 +609,9 @@ def main(argv=None):
     ap.add_argument("--scale-shots", type=int, default=None)
     ap.add_argument("--scale-nt", type=int, default=None)
     ap.add_argument("--scale-k", type=int, default=50)
+    ap.add_argument("--scale-method", default="adfwi",
+                    help="(c2): a grid method (the wave kernel, model space) or a representation "
+                         "(ifwi, ig-fwi, ...: the wave-based NTK through J_theta^T J_theta)")
     ap.add_argument("--scale-checkpoint", default="sqrt",
                     help="(c2) gradient storage of the propagator: sqrt (segments), store (every wavefield)")
     ap.add_argument("--scale-iters", type=int, default=150)
