@@ -250,6 +250,21 @@ def _make_step(plan, v2dt2, pml_coefs):
     return step
 
 
+def _strip_zeros(plan, dtype):
+    """Zero accumulators, one per absorbing strip widened by the stencil half-width on both sides."""
+    r, ext = _ring(plan), _ext_shape(plan)
+    return tuple(jnp.zeros(ext[:d] + (w + 2 * r,) + ext[d + 1:], dtype) for d, _, w in _strips(plan))
+
+
+def _gather_strips(plan, g):
+    """``(full-grid sum, strip accumulators)`` -> their sum on the full grid (once, after the loop)."""
+    full, parts = g
+    r, ext = _ring(plan), _ext_shape(plan)
+    for (d, start, _), part in zip(_strips(plan), parts):
+        full = full + _embed(part, d, start - r, ext[d])
+    return full
+
+
 def _make_adjoint_step(plan, v2dt2, pml_coefs):
     """Transpose of one step: ``(adj state, g, u[n], ct of record[n], rec_idx, src_idx) ->
     (adj state', g', ct of f[n])``.
@@ -262,7 +277,9 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         beta   = L p1 + sum_s E_s h_s(p1, mem ct) + scatter(ct of record[n])
         p[n]   = 2 p1 - p2 + v^2 dt^2 beta          (= v^2 dt^2 lam[n])
 
-    one fused pass (the receivers' few cells are added afterwards, in place), which also accumulates ``g += u[n] beta``. Summed over all steps this is, by
+    one fused pass (the receivers' few cells are added afterwards, in place), which also accumulates ``g += u[n] beta``
+    (the interior Laplacian's share on the full grid, each strip's share in a strip-sized accumulator added
+    in once after the loop: then the strip terms have one full-grid reader). Summed over all steps this is, by
     summation by parts (``u[-1] = u[0] = 0``; ``lam`` of the last step is zero),
     ``sum_n lam1[n] (u[n+1] - 2 u[n] + u[n-1]) = v^2 dt^2 sum_n lam1[n] acc[n]``, i.e.
     ``v^2 dt^2`` times the cotangent of ``v^2 dt^2``: the adjoint needs only the wavefield ``u[n]``
@@ -273,28 +290,36 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
     strips = _strips(plan)
     ext = _ext_shape(plan)
 
+    unit = jnp.max(v2dt2) / jnp.max(v2dt2)  # 1, but not a compile-time constant
+
     def adj(state, g, u_n, c_rec, rec_idx, src_idx):
         p1, p2, mem_ct = state
+        g, g_strips = g
         g_f = jnp.sum(p1.reshape(-1)[src_idx]) * inv_dv
-        beta = _interior_laplacian(p1, nd, r, c0, ck2, inv_h2)
-        new_ct = []
-        for (d, start, w), (a, b), (psi_ct, zeta_ct) in zip(strips, pml_coefs, mem_ct):
+        lap = _interior_laplacian(p1, nd, r, c0, ck2, inv_h2)
+        beta = lap
+        new_ct, new_gs = [], []
+        for (d, start, w), (a, b), (psi_ct, zeta_ct), g_s in zip(strips, pml_coefs, mem_ct, g_strips):
             e_ct = lax.slice_in_dim(p1, start - r, start + w + r, axis=d)  # the widened strip
             zeta_ct = lax.slice_in_dim(e_ct, r, r + w, axis=d) + zeta_ct
             psix_ct = e_ct + _pad_axis(a * zeta_ct, d, r, r)
             psi_ct = -_d1(psix_ct, d, w, r, ck1, inv_h[d]) + psi_ct
             h_ct = (-_d1(_pad_axis(a * psi_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
                     + _d2(_pad_axis(a * zeta_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
+            # dividing by a runtime 1 marks this strip-sized producer as expensive, so XLA stores it
+            # once instead of re-evaluating its padded stencils at every cell of the full-grid pass
+            h_ct = h_ct / unit
             beta = beta + _embed(h_ct, d, start - r, ext[d])
+            new_gs.append(g_s + lax.slice_in_dim(u_n, start - r, start + w + r, axis=d) * h_ct)
             new_ct.append((b * psi_ct, b * zeta_ct))
-        p = 2.0 * p1 - p2 + v2dt2 * beta  # one multi-output pass; beta is never stored
-        g = g + u_n * beta
+        p = 2.0 * p1 - p2 + v2dt2 * beta  # one pass; beta is never stored
+        g = g + u_n * lap  # the strips' share goes to their own small accumulators
         # the receivers' cotangent joins beta at its cells: in place on the fresh buffers
         p = p.reshape(-1).at[rec_idx].add(v2dt2.reshape(-1)[rec_idx] * c_rec).reshape(ext)
         g = g.reshape(-1).at[rec_idx].add(u_n.reshape(-1)[rec_idx] * c_rec).reshape(ext)
         if plan.free_surface:
             p = _mirror_top(p, nd, r)
-        return (p, p1, tuple(new_ct)), g, g_f
+        return (p, p1, tuple(new_ct)), (g, tuple(new_gs)), g_f
 
     return adj
 
@@ -429,7 +454,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     def one_shot(s_idx, r_idx, w, c, starts):
         u0 = jnp.zeros(shape, dtype)
         zero_ct = tuple((jnp.zeros_like(p), jnp.zeros_like(z)) for p, z in mem0)
-        init = ((u0, u0, zero_ct), jnp.zeros(shape, dtype))
+        init = ((u0, u0, zero_ct), (jnp.zeros(shape, dtype), _strip_zeros(plan, dtype)))
 
         def adj_inner(carry, xs):
             astate, g = carry
@@ -440,7 +465,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
         if plan.store_wavefield:
             us = starts if starts is not None else _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, w)[1]
             (_, g), g_f = lax.scan(adj_inner, init, (us, c.T), reverse=True, unroll=SCAN_UNROLL)
-            return g, g_f
+            return _gather_strips(plan, g), g_f
 
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
         cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
@@ -458,7 +483,7 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
             return carry, g_fs
 
         (_, g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
-        return g, g_f.reshape(-1)[:nt_i]
+        return _gather_strips(plan, g), g_f.reshape(-1)[:nt_i]
 
     if starts is None:
         g, g_w = _over_shots(plan, lambda *a: one_shot(*a, None), (src_idx, rec_idx, w_int, ct_int))
