@@ -271,7 +271,8 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
 
     With ``lam1``, ``lam2`` the cotangents of ``u[n+1]``, ``u[n+2]``, the state holds the scaled
     adjoint fields ``p1 = v^2 dt^2 lam1`` and ``p2 = v^2 dt^2 lam2`` (with the free surface's
-    mirror image on the ghost ring, like ``u``) and the cotangents of the C-PML memory ``mem[n+1]``.
+    mirror image on the ghost ring, like ``u``) and the cotangents of the C-PML memory ``mem[n+1]``
+    before their decay factor ``b`` (which the next step applies).
     In these variables the transposed step is the forward step's shape,
 
         beta   = L p1 + sum_s E_s h_s(p1, mem ct) + scatter(ct of record[n])
@@ -301,9 +302,11 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         new_ct, new_gs = [], []
         for (d, start, w), (a, b), (psi_ct, zeta_ct), g_s in zip(strips, pml_coefs, mem_ct, g_strips):
             e_ct = lax.slice_in_dim(p1, start - r, start + w + r, axis=d)  # the widened strip
-            zeta_ct = lax.slice_in_dim(e_ct, r, r + w, axis=d) + zeta_ct
+            # the carried memory cotangents are taken before their decay factor b, applied here
+            # (one pass fewer per strip than storing b * ct)
+            zeta_ct = lax.slice_in_dim(e_ct, r, r + w, axis=d) + b * zeta_ct
             psix_ct = e_ct + _pad_axis(a * zeta_ct, d, r, r)
-            psi_ct = -_d1(psix_ct, d, w, r, ck1, inv_h[d]) + psi_ct
+            psi_ct = -_d1(psix_ct, d, w, r, ck1, inv_h[d]) + b * psi_ct
             h_ct = (-_d1(_pad_axis(a * psi_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, ck1, inv_h[d])
                     + _d2(_pad_axis(a * zeta_ct, d, 2 * r, 2 * r), d, w + 2 * r, r, c0, ck2, inv_h2[d]))
             # dividing by a runtime 1 marks this strip-sized producer as expensive, so XLA stores it
@@ -311,7 +314,7 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
             h_ct = h_ct / unit
             beta = beta + _embed(h_ct, d, start - r, ext[d])
             new_gs.append(g_s + lax.slice_in_dim(u_n, start - r, start + w + r, axis=d) * h_ct)
-            new_ct.append((b * psi_ct, b * zeta_ct))
+            new_ct.append((psi_ct, zeta_ct))
         p = 2.0 * p1 - p2 + v2dt2 * beta  # one pass; beta is never stored
         g = g + u_n * lap  # the strips' share goes to their own small accumulators
         # the receivers' cotangent joins beta at its cells: in place on the fresh buffers
