@@ -426,8 +426,9 @@ def test_multiseed_vmap_equals_loop(problem, params_of):
     assert not np.allclose(many.velocity[0], many.velocity[1])
     for i in range(2):
         one = _fit(problem, param, key=keys[i], **kw)
-        # equal up to float32 rounding (batched vs unbatched matmuls in the SIREN)
-        np.testing.assert_allclose(many.velocity[i], one.velocity, rtol=0, atol=1e-2)
+        # equal up to float32 rounding (batched vs unbatched matmuls in the SIREN; 1e-2 m/s was
+        # exceeded by 1e-5 m/s in one cell with 512-bit vectors): 1e-5 of the ~2000 m/s values
+        np.testing.assert_allclose(many.velocity[i], one.velocity, rtol=0, atol=2e-2)
         np.testing.assert_allclose(many.history["loss"][i], one.history["loss"], rtol=2e-5)
         np.testing.assert_allclose(many.history["mse"][i], one.history["mse"], rtol=2e-5)
         assert many.metrics[i]["mse"] == pytest.approx(one.metrics["mse"], rel=2e-5)

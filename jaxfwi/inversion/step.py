@@ -38,6 +38,7 @@ from jaxfwi.inversion import objective as _obj
 from jaxfwi.inversion import sharding as _shard
 from jaxfwi.inversion.config import ForwardOptions, batch_layout, resolve_forward, spacing
 from jaxfwi.physics import Survey, forward
+from jaxfwi import devices as _devices
 
 __all__ = ["StepConfig", "FitState", "make_fit_step", "make_loss", "default_optimizer", "set_learning_rate"]
 
@@ -200,12 +201,12 @@ def _epoch(cfg: StepConfig, param, state, epoch, n_epochs, shot_key_data, d_obs,
     return FitState(params, opt_state), rec
 
 
-@functools.partial(jax.jit, static_argnums=0)
+@functools.partial(_devices.jit, static_argnums=0)
 def _step(cfg, param, state, epoch, n_epochs, shot_key_data, d_obs, survey, v_true):
     return _epoch(cfg, param, state, epoch, n_epochs, shot_key_data, d_obs, survey, v_true)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
+@functools.partial(_devices.jit, static_argnums=(0, 1))
 def _step_seeds(cfg, data_per_seed, param, state, epoch, n_epochs, shot_key_data, d_obs, survey, v_true):
     one = functools.partial(_epoch, cfg, param)
     return jax.vmap(one, in_axes=(0, None, None, 0, 0 if data_per_seed else None, None, None))(

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfwi import devices as _devices
+
 __all__ = [
     "EigResult",
     "eigh_desc",
@@ -134,7 +136,7 @@ def lanczos(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array] = None
     if m_max < k:
         raise ValueError(f"lanczos: max_iter={max_iter} < k={k}.")
     dt = _operator_dtype(dtype)
-    mv = jax.jit(matvec) if jit else matvec
+    mv = _devices.jit(matvec) if jit else matvec
 
     def apply(x):
         return np.asarray(mv(jnp.asarray(x, dt)), dtype=np.float64)
@@ -213,7 +215,7 @@ def randomized_eigh(matvec: Callable, n: int, k: int, *, key: Optional[jax.Array
     l = min(n, k + int(oversample))
     dt = _operator_dtype(dtype)
     key = jax.random.key(0) if key is None else key
-    block = jax.jit(lambda X: _block_apply(matvec, X, chunk))
+    block = _devices.jit(lambda X: _block_apply(matvec, X, chunk))
     X = jax.random.normal(key, (n, l), dt)
     Y = block(X)
     for _ in range(int(power_iters)):

@@ -42,6 +42,7 @@ from jax.interpreters import ad, batching, mlir
 from jaxfwi.physics import stencils
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.wavelets import resample
+from jaxfwi import devices as _devices
 
 # Time steps per loop iteration. Two let XLA drop the carry's full-field copies (3 per step at one):
 # without a C-PML the Marmousi-size forward ran 0.40 vs 0.74 ms/step, but with the 20-cell C-PML
@@ -629,3 +630,6 @@ def simulate(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
 
 
 simulate_jit = jax.jit(simulate, static_argnums=0)
+#: the same, with jaxfwi's XLA options, for calls outside any transformation (JAX accepts
+#: compiler options only on a top-level jit)
+simulate_jit_top = _devices.jit(simulate, static_argnums=0)

@@ -71,7 +71,7 @@ import numpy as np
 from jax import lax
 
 from jaxfwi.physics import stencils
-from jaxfwi.physics._core import simulate_jit
+from jaxfwi.physics._core import simulate_jit, simulate_jit_top
 from jaxfwi.physics.survey import Survey
 from jaxfwi.physics.wavelets import peak_frequency
 
@@ -433,10 +433,10 @@ def _run(v, dx, survey, accuracy, pml_width, free_surface, pml_freq, max_vel, ch
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     v = jnp.asarray(v, dtype)
-    recs, snaps = simulate_jit(
-        plan, v, survey.sources, survey.receivers, survey.wavelets(),
-        jnp.asarray(max_vel, dtype), jnp.asarray(pml_freq, dtype),
-    )
+    args = (v, survey.sources, survey.receivers, survey.wavelets(), jnp.asarray(max_vel, dtype),
+            jnp.asarray(pml_freq, dtype))
+    top = not any(isinstance(a, jax.core.Tracer) for a in args)
+    recs, snaps = (simulate_jit_top if top else simulate_jit)(plan, *args)
     return Propagation(recs, snaps, plan)
 
 
