@@ -160,8 +160,8 @@ def run(case: str, nt: int | None, trace: bool, top: int) -> dict:
     plan, _ = jaxfwi.plan_propagation(v, dx, s, **kw, warn=False)
     full = ",".join(str(n) for n in (ns,) + _core._ext_shape(plan))
     progs = {
-        "forward": jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw)),
-        "gradient": jax.jit(jax.grad(lambda vv: 0.5 * jnp.sum(jaxfwi.forward(vv, dx, s, **kw) ** 2))),
+        "forward": jaxfwi.devices.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw)),
+        "gradient": jaxfwi.devices.jit(jax.grad(lambda vv: 0.5 * jnp.sum(jaxfwi.forward(vv, dx, s, **kw) ** 2))),
     }
     out = dict(case=case, nt=nt, nt_internal=plan.nt_internal, shots=ns, store_wavefield=plan.store_wavefield,
                full_grid=full, programs={})

@@ -46,6 +46,7 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
     import numpy as np
 
     import jaxfwi
+    from jaxfwi.devices import jit  # jax.jit with jaxfwi's XLA options, as fit() and forward() compile
 
     warnings.simplefilter("ignore")
     nz, nx, ns, nt, dt, f0, dx = CASES[case]
@@ -55,15 +56,15 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
     kw = dict(accuracy=8, pml_width=pml_width, checkpoint=checkpoint, shot_batch=shot_batch, max_vel=4500.0)
     plan, _ = jaxfwi.plan_propagation(v, dx, s, **kw, warn=False)
     if mode == "forward":
-        fn = jax.jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
+        fn = jit(lambda vv: jaxfwi.forward(vv, dx, s, **kw))
     elif mode == "grad-vmap":  # jax.grad through jax.vmap over two models (the batched adjoint)
         d_obs = np.zeros((ns, s.n_receivers, nt), np.float32)
         v = jnp.stack([v, 1.01 * v])
-        fn = jax.jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jax.vmap(
+        fn = jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jax.vmap(
             lambda x: jaxfwi.forward(x, dx, s, **kw))(vv) - d_obs) ** 2)))
     else:
         d_obs = np.zeros((ns, s.n_receivers, nt), np.float32)
-        fn = jax.jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jaxfwi.forward(vv, dx, s, **kw) - d_obs) ** 2)))
+        fn = jit(jax.value_and_grad(lambda vv: 0.5 * jnp.sum((jaxfwi.forward(vv, dx, s, **kw) - d_obs) ** 2)))
     t0 = time.perf_counter()
     jax.block_until_ready(fn(v))
     compile_s = time.perf_counter() - t0
