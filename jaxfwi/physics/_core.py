@@ -335,8 +335,11 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         p = 2.0 * p1 - p2 + v2dt2 * beta  # one pass; beta is never stored
         g = g + u_n * lap  # the strips' share goes to their own small accumulators
         # the receivers' cotangent joins beta at its cells: in place on the fresh buffers
-        p = p.reshape(-1).at[rec_idx].add(v2dt2.reshape(-1)[rec_idx] * c_rec).reshape(ext)
-        g = g.reshape(-1).at[rec_idx].add(u_n.reshape(-1)[rec_idx] * c_rec).reshape(ext)
+        # (by grid coordinates, not on a flattened view: a flat scatter makes the fused pass that
+        # produces p or g index its output flat, and its embedded strips then divide every index)
+        at = jnp.unravel_index(rec_idx, ext)
+        p = p.at[at].add(v2dt2[at] * c_rec)
+        g = g.at[at].add(u_n[at] * c_rec)
         if plan.free_surface:
             p = _mirror_top(p, nd, r)
         return (p, p1, tuple(new_ct)), (g, tuple(new_gs)), g_f
