@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxfwi import devices as _devices
 from jaxfwi import metrics as _metrics
 from jaxfwi.inversion import objective as _obj
 from jaxfwi.inversion import sharding as _shard
 from jaxfwi.inversion.config import ForwardOptions, batch_layout, resolve_forward, spacing
 from jaxfwi.physics import Survey, forward
-from jaxfwi import devices as _devices
 
 __all__ = ["StepConfig", "FitState", "make_fit_step", "make_loss", "default_optimizer", "set_learning_rate"]
 

@@ -39,14 +39,16 @@ from jax import lax
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from jaxfwi import devices as _devices
 from jaxfwi.physics import stencils
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.wavelets import resample
-from jaxfwi import devices as _devices
 
 # Time steps per loop iteration. Two let XLA drop the carry's full-field copies (3 per step at one):
 # without a C-PML the Marmousi-size forward ran 0.40 vs 0.74 ms/step, but with the 20-cell C-PML
-# strips 1.72-1.86 vs 1.38-1.44 ms/step (2-core CPU, quiet; why is open). Changing this constant
+# strips 1.72-1.86 vs 1.38-1.44 ms/step (2-core CPU, quiet; why is open); again after psi_x was
+# stored once per strip (``_runtime_one``): 1.45 vs 1.00 ms/step thread time, the first step's main
+# pass of the pair running at twice the second's (``benchmarks/loop_body.py --trace``). Changing this constant
 # needs jax.clear_caches(): simulate_jit caches the trace per plan.
 SCAN_UNROLL = 1
 
