@@ -328,6 +328,18 @@ def test_snapshots_shape_and_content():
     np.testing.assert_allclose(d, jaxfwi.forward(v, DX, s, accuracy=4, pml_width=5), rtol=1e-6, atol=1e-9)
 
 
+def test_forward_outside_and_inside_a_jit_agree():
+    # outside any transformation forward() runs the program compiled with jaxfwi's XLA options
+    # (jaxfwi.devices.COMPILER_OPTIONS), inside a user's jit the plain one: the records agree
+    v = jnp.full((20, 30), 2000.0).at[10:].set(2600.0)
+    s = _point_survey([5, 15], [[2, 3], [2, 26]], 150, 0.001)
+    kw = dict(accuracy=8, pml_width=6, free_surface=True)
+    eager = jaxfwi.forward(v, DX, s, **kw)
+    inside = jax.jit(lambda vv: jaxfwi.forward(vv, DX, s, max_vel=2600.0, **kw))(v)
+    assert float(jnp.abs(eager).max()) > 0
+    np.testing.assert_allclose(eager, inside, rtol=1e-5, atol=1e-6 * float(jnp.abs(eager).max()))
+
+
 @pytest.mark.parametrize("kwargs,pattern", [
     ({"v": jnp.full((20, 30), 2000.0).at[3, 4].set(jnp.nan)}, r"non-finite velocity .* index \(3, 4\)"),
     ({"v": jnp.full((20, 30), 2000.0).at[5, 6].set(-1.0)}, r"non-positive velocity .* index \(5, 6\)"),
