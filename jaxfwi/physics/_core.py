@@ -44,13 +44,17 @@ from jaxfwi.physics import stencils
 from jaxfwi.physics.pml import cpml_coefficients
 from jaxfwi.physics.wavelets import resample
 
-# Time steps per loop iteration. Two let XLA drop the carry's full-field copies (3 per step at one):
-# without a C-PML the Marmousi-size forward ran 0.40 vs 0.74 ms/step, but with the 20-cell C-PML
-# strips 1.72-1.86 vs 1.38-1.44 ms/step (2-core CPU, quiet; why is open); again after psi_x was
-# stored once per strip (``_runtime_one``): 1.45 vs 1.00 ms/step thread time, the first step's main
-# pass of the pair running at twice the second's (``benchmarks/loop_body.py --trace``). Changing this constant
-# needs jax.clear_caches(): simulate_jit caches the trace per plan.
-SCAN_UNROLL = 1
+# Time steps per loop iteration. Two let XLA drop the carry's full-field copies (3 per step at one,
+# 1 per pair at two), but only if every C-PML memory array of the pair's first step is stored
+# (``paired`` steps divide them by ``_runtime_one``; else XLA fuses the first step's strip stencils
+# into its full-grid pass, which then runs at half speed). Marmousi case, thread time per step
+# (``benchmarks/loop_body.py --trace``): forward 0.94 vs 1.02 ms, the forward run 0.83 vs 0.93 s.
+# The loop that stores every wavefield keeps one (two made its output a concatenation of pairs:
+# gradient 5.2 vs 3.4 s), and so does the adjoint (4.1 vs 3.3-3.5 ms/step with two). Changing these
+# constants needs jax.clear_caches(): simulate_jit caches the trace per plan.
+FORWARD_UNROLL = 2
+STORED_UNROLL = 1
+ADJOINT_UNROLL = 1
 
 
 # ----------------------------------------------------------------------------
@@ -225,7 +229,7 @@ def _runtime_one(x):
     return m / m
 
 
-def _make_step(plan, v2dt2, pml_coefs):
+def _make_step(plan, v2dt2, pml_coefs, paired=False):
     """One leapfrog step ``(state, f, src_idx) -> (state', u[n])`` for one shot.
 
     The C-PML terms of every strip are formed on their (widened) strips first, from ``u[n]`` and
@@ -260,6 +264,8 @@ def _make_step(plan, v2dt2, pml_coefs):
             # readers instead of re-evaluating its padded stencil inside the full-grid pass
             psi_x = psi_x / unit
             zeta = b * zeta + a * (_d2(h, d, w, r, c0, ck2, inv_h2[d]) + lax.slice_in_dim(psi_x, r, r + w, axis=d))
+            if paired:  # store them in the first step of a pair too (see FORWARD_UNROLL); x / 1 == x
+                psi, zeta = psi / unit, zeta / unit
             new_mem.append((psi, zeta))
             rhs = rhs + _embed(psi_x + _pad_axis(zeta, d, r, r), d, start - r, ext[d])
         u_next = 2.0 * u - u_prev + v2dt2 * rhs
@@ -363,7 +369,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
     w_int = resample(wavelets.astype(dtype), plan.nt_internal)  # [S, nt_i]
-    step = _make_step(plan, v2dt2, pml_coefs)
+    step = _make_step(plan, v2dt2, pml_coefs, paired=FORWARD_UNROLL > 1)
     seg_len, n_seg = _segments(plan)
     snap = plan.snapshot_every is not None
 
@@ -373,7 +379,7 @@ def simulate_plain(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
             return state, u.reshape(-1)[r_idx]
 
         def segment(state, fs):
-            state, recs = lax.scan(inner, state, fs, unroll=SCAN_UNROLL)
+            state, recs = lax.scan(inner, state, fs, unroll=FORWARD_UNROLL)
             return state, (recs, state[0] if snap else None)
 
         if plan.checkpoint is not None:
@@ -410,7 +416,7 @@ def _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, record):
         return state, (u.reshape(-1)[r_idx] if record else None)
 
     def segment(state, f_seg):
-        new, recs = lax.scan(inner, state, f_seg, unroll=SCAN_UNROLL)
+        new, recs = lax.scan(inner, state, f_seg, unroll=FORWARD_UNROLL)
         return new, (recs, state)  # store the state at the segment's start
 
     u0 = jnp.zeros(shape, dtype)
@@ -425,7 +431,7 @@ def _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, fs):
         return state, (u.reshape(-1)[r_idx], u)
 
     u0 = jnp.zeros(shape, dtype)
-    _, (recs, us) = lax.scan(inner, (u0, u0, mem0), fs, unroll=SCAN_UNROLL)
+    _, (recs, us) = lax.scan(inner, (u0, u0, mem0), fs, unroll=STORED_UNROLL)
     return recs, us
 
 
@@ -437,7 +443,7 @@ def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq)
     nt_i = plan.nt_internal
     shape = _ext_shape(plan)
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
-    step = _make_step(plan, _v2dt2(plan, v), pml_coefs)
+    step = _make_step(plan, _v2dt2(plan, v), pml_coefs, paired=not plan.store_wavefield and FORWARD_UNROLL > 1)
     seg_len, n_seg = _adjoint_segment(plan)
     w_int = resample(wavelets.astype(dtype), plan.nt_internal)
 
@@ -471,7 +477,8 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
-    step = _make_step(plan, v2dt2, pml_coefs)
+    step = _make_step(plan, v2dt2, pml_coefs)  # for the loops that keep every wavefield
+    step_seg = _make_step(plan, v2dt2, pml_coefs, paired=FORWARD_UNROLL > 1)  # for the segment starts
     adj = _make_adjoint_step(plan, v2dt2, pml_coefs)
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
@@ -489,13 +496,13 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
 
         if plan.store_wavefield:
             us = starts if starts is not None else _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, w)[1]
-            (_, g), g_f = lax.scan(adj_inner, init, (us, c.T), reverse=True, unroll=SCAN_UNROLL)
+            (_, g), g_f = lax.scan(adj_inner, init, (us, c.T), reverse=True, unroll=ADJOINT_UNROLL)
             return _gather_strips(plan, g), g_f
 
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
         cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
         if starts is None:
-            starts = _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, False)[1]
+            starts = _forward_segments(plan, step_seg, shape, dtype, mem0, s_idx, r_idx, fs, False)[1]
 
         def rec_inner(state, f):
             state, u = step(state, f, s_idx)
@@ -503,8 +510,8 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
 
         def adj_segment(carry, xs):
             start_state, f_seg, c_seg = xs
-            _, us = lax.scan(rec_inner, start_state, f_seg, unroll=SCAN_UNROLL)
-            carry, g_fs = lax.scan(adj_inner, carry, (us, c_seg), reverse=True, unroll=SCAN_UNROLL)
+            _, us = lax.scan(rec_inner, start_state, f_seg, unroll=STORED_UNROLL)
+            carry, g_fs = lax.scan(adj_inner, carry, (us, c_seg), reverse=True, unroll=ADJOINT_UNROLL)
             return carry, g_fs
 
         (_, g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
