@@ -63,7 +63,7 @@ DEVICE_MEMORY_FRACTION = 0.75
 #: the rest of a training step, and a few vmapped seeds.
 STORE_MEMORY_FRACTION = 0.25
 #: XLA options of jaxfwi's own compiled programs (the propagator called on its own, the inversion
-#: epoch, the kernels' products); pass them to your own ``jax.jit(..., compiler_options=...)`` of a
+#: epoch, the eigensolvers' products); pass them to your own ``jax.jit(..., compiler_options=...)`` of a
 #: function that calls the propagator. ``xla_cpu_prefer_vector_width=512``: XLA's CPU backend
 #: prefers 256-bit vectors by default even where the CPU has AVX-512; the stencil passes are
 #: bandwidth- and vector-bound, and on the 2-core AVX-512 test machine the 13-shot Marmousi
