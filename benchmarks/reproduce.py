@@ -189,6 +189,16 @@ def scenarios(which, suite="quarter", **kw):
     return out
 
 
+def _only_methods(scs, methods):
+    """The scenarios of ``scs`` whose method is in the comma-separated ``methods``, in that order."""
+    want = [m.strip() for m in methods.split(",") if m.strip()]
+    known = {sc.method for sc in scs}
+    bad = [m for m in want if m not in known]
+    if bad:
+        sys.exit(f"reproduce: --methods {','.join(bad)} not in these blocks (they hold {', '.join(sorted(known))})")
+    return [sc for m in want for sc in scs if sc.method == m]
+
+
 def measure(reduce, epochs=6):
     """Seconds per epoch (after compilation) of the reduced Marmousi preset, one seed; also the
     1-minute load average of the machine at the end (other processes share the CPU)."""
@@ -350,6 +360,8 @@ def main(argv=None):
     ap.add_argument("--blocks", default=None, help="which blocks, in this order (quarter: ABECDIGH, half: abcd)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs (half: both counts)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated: run only these methods of the blocks, in this order")
     ap.add_argument("--reduce", type=int, default=None)
     ap.add_argument("--lr-scale", type=float, default=None)
     ap.add_argument("--max-minutes", type=float, default=None, help="start no new scenario after this long")
@@ -395,6 +407,8 @@ def main(argv=None):
             # one call per block: a later block's extra seeds of a scenario (half: b) must not run
             # inside an earlier block's group
             scs = scenarios([b], suite=suite, **kw)
+            if args.methods:
+                scs = _only_methods(scs, args.methods)
             left = None if args.max_minutes is None else 60 * args.max_minutes - (time.perf_counter() - t0)
             print(f"reproduce: suite {suite}, block {b}: {len(scs)} runs -> {runs} (records: {records})", flush=True)
             run_scenarios(scs, runs, progress=False, dry_run=args.dry_run, checkpoint_every=10,

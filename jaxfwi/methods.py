@@ -215,7 +215,9 @@ for _spec in (
     # (16 x 256 x 2 = 8,192 + MLP 6,337 = 14,529; benchmarks/mpe_probe.py --count)
     MethodSpec("mpe-fwi", "MPE-FWI", HashGrid, module_defaults={"table_size": 2 ** 8}),
     MethodSpec("ig-fwi", "IG-FWI", Hybrid, {"branch": "siren"}),
-    MethodSpec("lrg-fwi", "LRG-FWI", Hybrid, {"branch": "lowrank"}),
+    # low-rank features RMS-normalised: un-normalised (~6e-4 at init) they leave the fusion MLP's
+    # output ~1e-5 and the branch never moves (benchmarks/results/README.md, "LRG-FWI")
+    MethodSpec("lrg-fwi", "LRG-FWI", Hybrid, {"branch": "lowrank"}, module_defaults={"lr_normalize": True}),
     # "no output scaling": the linear U-Net output is in m/s
     MethodSpec("fad-fwi", "FAD-FWI", UNet, scale=1.0, learning_rate=0.01, paper=FAD_FWI),
     # the generator's own scale * tanh is in m/s; lr not stated in the papers: ~1e-3 x 100 m/s per step

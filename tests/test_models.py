@@ -111,6 +111,20 @@ def test_hybrid_lowrank_needs_2d():
         build("lrg-fwi", jnp.full((20,), 2000.0))
 
 
+def test_lrg_fwi_lowrank_features_reach_the_output():
+    """LRG-FWI's preset RMS-normalises its low-rank features: without it they are ~1e-3 at init and
+    the fusion MLP's output (hence the velocity update the branch can make) is ~1e-5 of IG-FWI's."""
+    kw = dict(branch="lowrank", levels=4, base_resolution=4, table_size=2 ** 8, lr_rank=8, lr_width=16)
+    rms = {}
+    for norm in (False, True):
+        mod = Hybrid(SHAPE, lr_normalize=norm, **kw)
+        out = fjit(lambda k, m=mod: m.apply(m.init(k)))(KEY)
+        rms[norm] = float(jnp.sqrt(jnp.mean(out ** 2)))
+    assert rms[True] > 1e-3 and rms[True] > 30 * rms[False], rms
+    assert build("lrg-fwi", jnp.full(SHAPE, 2000.0)).module.lr_normalize
+    assert not build("lrg-fwi", jnp.full(SHAPE, 2000.0), lr_normalize=False).module.lr_normalize
+
+
 def test_bad_shapes_are_rejected():
     with pytest.raises(ValueError, match="shape"):
         Siren((0, 4)).init(KEY)

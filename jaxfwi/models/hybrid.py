@@ -43,6 +43,8 @@ class Hybrid(nn.Module):
       levels, base_resolution, scale, table_size, features: hash encoding.
       siren_width, siren_depth, siren_omega0: SIREN branch.
       lr_rank, lr_width, lr_depth, lr_omega0: low-rank branch.
+      lr_normalize: divide the low-rank features by their global RMS (over every point and
+        rank feature), so that the fusion sees O(1) features as from the SIREN branch.
       hidden, n_hidden: fusion MLP.
       table_init: half-width of the uniform hash-table initialisation (1e-4).
       dtype: float dtype (default float32, float64 under x64).
@@ -62,6 +64,7 @@ class Hybrid(nn.Module):
     lr_width: int = 128
     lr_depth: int = 3
     lr_omega0: float = 30.0
+    lr_normalize: bool = False
     hidden: int = 64
     n_hidden: int = 2
     dtype: Any = None
@@ -87,5 +90,9 @@ class Hybrid(nn.Module):
             lr = LowRank(shape=shape, rank=self.lr_rank, width=self.lr_width, depth=self.lr_depth,
                          omega0=self.lr_omega0, dtype=dt, name="lowrank")
             feat = lr.features().reshape(x.shape[0], -1)
+            if self.lr_normalize:
+                # one global RMS over every point and rank feature: a scale-free function of the
+                # factor nets (differentiated through, so kernels stay exact), O(1) like SIREN features
+                feat = feat * jax.lax.rsqrt(jnp.mean(feat * feat) + jnp.finfo(dt).tiny)
         z = jnp.concatenate([self.alpha * h, (1.0 - self.alpha) * feat], axis=-1)
         return relu_mlp(z, self.hidden, self.n_hidden, dt, name="fusion", out_scale=0.1).reshape(shape)
