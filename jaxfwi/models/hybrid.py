@@ -28,7 +28,9 @@ class Hybrid(nn.Module):
       field), from a :class:`~jaxfwi.models.LowRank` with rank ``lr_rank`` on both
       axes (default 64, to keep the fusion input comparable to IG-FWI), factor nets of
       depth 3 x width 128 (LR-FWI settings). These features are small at init
-      (~1e-3), like the hash features.
+      (RMS ~6e-4 at 47 x 144), like the hash features: with ``lr_normalize`` (the
+      ``lrg-fwi`` preset) they are divided by their global RMS, otherwise the fusion
+      MLP's output starts ~1e-5 and the branch hardly trains.
     * fusion MLP: ``n_hidden`` ReLU layers of ``hidden`` units (2 x 64) then linear.
       Its output kernel is initialised at 0.1 x the LeCun-normal scale so that a
       denormalised model starts within ~1 % of ``m0`` (the SIREN features are O(1)).
