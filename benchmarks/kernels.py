@@ -30,7 +30,7 @@ Examples::
     python benchmarks/kernels.py --parts decay-train --out benchmarks/results/kernels_decay_trained.json
     python benchmarks/kernels.py --parts scale --scale-shots 13 --scale-nt 1000 --scale-budget 540
     python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-shots 13 --scale-nt 1000 \
-        --scale-checkpoint store --scale-budget 840       # issue 15 item 5: the full 13-shot preset
+        --scale-checkpoint store --scale-budget 1140      # issue 15 item 5: the full 13-shot preset
     python benchmarks/kernels.py --parts scale --scale-parts lanczos --scale-method ig-fwi ...  # the same for IG-FWI
 """
 from __future__ import annotations
