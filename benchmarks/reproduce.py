@@ -192,11 +192,16 @@ def scenarios(which, suite="quarter", **kw):
 def _only_methods(scs, methods):
     """The scenarios of ``scs`` whose method is in the comma-separated ``methods``, in that order."""
     want = [m.strip() for m in methods.split(",") if m.strip()]
-    known = {sc.method for sc in scs}
-    bad = [m for m in want if m not in known]
-    if bad:
-        sys.exit(f"reproduce: --methods {','.join(bad)} not in these blocks (they hold {', '.join(sorted(known))})")
     return [sc for m in want for sc in scs if sc.method == m]
+
+
+def _check_methods(methods, scs):
+    """Exit with a clear message if a name in ``--methods`` is in none of the chosen blocks."""
+    known = {sc.method for sc in scs}
+    bad = [m.strip() for m in methods.split(",") if m.strip() and m.strip() not in known]
+    if bad:
+        sys.exit(f"reproduce: --methods {','.join(bad)}: not in the chosen blocks, which hold "
+                 f"{', '.join(sorted(known))}; pick from those or add the block with --blocks")
 
 
 def measure(reduce, epochs=6):
@@ -402,6 +407,8 @@ def main(argv=None):
         from jaxfwi.experiments import run_scenarios
 
         which = args.blocks or cfg["blocks"]
+        if args.methods:
+            _check_methods(args.methods, scenarios(list(which), suite=suite, **kw))
         t0 = time.perf_counter()
         for b in which:
             # one call per block: a later block's extra seeds of a scenario (half: b) must not run
