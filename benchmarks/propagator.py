@@ -11,6 +11,10 @@ importable, the same cases run with deepwave and the ratio is printed.
                                                     # gradient needs > 21 GiB there: OOM on 24 GiB)
     python benchmarks/propagator.py --quick         # small smoke run
 
+With ``--procs 2`` (the default) jaxfwi also runs in Devito's best CPU layout: one single-thread
+process per core (pinned), joined by ``jax.distributed`` with the shots sharded over them and the
+gradient all-reduced (``run_jax_process``).
+
 Each measurement runs in its own subprocess so peak memory is per configuration. Writes
 ``benchmarks/out/propagator.json``.
 """
@@ -79,6 +83,108 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
                 store_wavefield=bool(plan.store_wavefield and mode != "forward"), compile_s=compile_s - float(np.median(times)), median_s=float(np.median(times)),
                 gpts_per_s=plan.nt_internal * cells * ns / float(np.median(times)),
                 device=str(jax.devices()[0].platform))
+
+
+def run_jax_process(case, mode, repeats, rank, nproc, port):
+    """One of ``nproc`` jaxfwi processes joined by ``jax.distributed`` (gloo collectives over
+    loopback), pinned to core ``rank`` so that XLA runs it on one thread: Devito's best CPU layout
+    (one single-thread process per core) with jaxfwi's one multi-host code path. The shots are
+    sharded over the processes' devices with ``jax.shard_map`` (padded with zero-weight shots to a
+    multiple of ``nproc``); the gradient is the ``psum`` over all of them, i.e. the whole gradient,
+    not independent halves."""
+    os.sched_setaffinity(0, {rank % os.cpu_count()})
+    import warnings
+
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=rank,
+                               initialization_timeout=120)
+    import jax.numpy as jnp
+    import numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+    import jaxfwi
+    from jaxfwi.devices import jit
+
+    warnings.simplefilter("ignore")
+    nz, nx, ns, nt, dt, f0, dx = CASES[case]
+    s = jaxfwi.Survey.surface_line((nz, nx), ns, jaxfwi.ricker(f0, nt, dt), dt)
+    kw = dict(accuracy=8, pml_width=20, max_vel=4500.0)
+    nsp = -(-ns // nproc) * nproc
+    pad = lambda a: np.concatenate([np.asarray(a)] + [np.asarray(a)[-1:]] * (nsp - ns))  # noqa: E731
+    mesh = Mesh(np.array(jax.devices()), ("shots",))
+    rep, shard = NamedSharding(mesh, P()), NamedSharding(mesh, P("shots"))
+    put = lambda x, sh: jax.make_array_from_callback(x.shape, sh, lambda i: x[i])  # noqa: E731
+    args = (put(pad(s.sources), shard), put(pad(s.receivers), shard),
+            put(np.array([1.0] * ns + [0.0] * (nsp - ns), np.float32), shard))
+    v = put(_model(nz, nx), rep)
+    plan, _ = jaxfwi.plan_propagation(_model(nz, nx), dx, s.select(np.arange(nsp // nproc)), **kw, warn=False)
+
+    def local(vv, src, rec, wts):
+        out = jaxfwi.forward(vv, dx, jaxfwi.Survey(src, rec, s.wavelet, dt), **kw)
+        if mode == "forward":
+            return out
+        return jax.lax.psum(0.5 * jnp.sum(wts[:, None, None] * out**2), "shots")
+
+    specs = (P(), P("shots"), P("shots"), P("shots"))
+    f = jax.shard_map(local, mesh=mesh, in_specs=specs, out_specs=P("shots") if mode == "forward" else P(),
+                      check_vma=False)
+    fn = jit(f if mode == "forward" else jax.value_and_grad(f))
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(v, *args))
+    compile_s = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(v, *args))
+        times.append(time.perf_counter() - t0)
+    cells = (nz + 40) * (nx + 40)
+    med = float(np.median(times))
+    row = dict(code="jaxfwi", case=case, mode=mode, pml_width=20, checkpoint=f"{nproc} procs x 1 thread",
+               shot_batch=None, substeps=plan.substeps, steps=plan.nt_internal,
+               store_wavefield=bool(plan.store_wavefield and mode != "forward"), compile_s=compile_s - med,
+               median_s=med, gpts_per_s=plan.nt_internal * cells * ns / med, device="cpu", rank=rank)
+    jax.distributed.shutdown()
+    return row
+
+
+def run_jax_layouts(args):
+    """jaxfwi as ``--procs`` single-thread processes (``run_jax_process``), one per core; the time of a
+    layout is the slower process's median, its memory the processes' summed peak RSS."""
+    import socket
+
+    rows = []
+    n = args.procs
+    for mode in [m if m == "forward" else "grad" for m in args.modes if m in ("forward", "grad")]:
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        procs = [subprocess.Popen([sys.executable, __file__, "--child", "--code", "jaxfwi-procs", "--mode", mode,
+                                   "--case", args.case, "--repeats", str(args.repeats), "--rank", str(r),
+                                   "--nproc", str(n), "--port", str(port)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(n)]
+        try:
+            outs = [pr.communicate(timeout=1200) for pr in procs]
+        except subprocess.TimeoutExpired:
+            for pr in procs:
+                pr.kill()
+            outs = [("", "timed out")] * n
+        got = [json.loads(ln[4:]) for o, _ in outs for ln in o.splitlines() if ln.startswith("ROW ")]
+        if len(got) != n:
+            print(f"jaxfwi {mode} {n} procs failed:\n{outs[0][1][-1500:]}")
+            rows.append(dict(code="jaxfwi", case=args.case, mode=mode, checkpoint=f"{n} procs x 1 thread",
+                             failed="see log"))
+            continue
+        r = dict(got[0], median_s=max(g["median_s"] for g in got), compile_s=max(g["compile_s"] for g in got),
+                 peak_rss_gib=sum(g["peak_rss_gib"] for g in got),
+                 medians_s=[g["median_s"] for g in got])
+        r["gpts_per_s"] = min(g["gpts_per_s"] for g in got)
+        r.pop("rank", None)
+        rows.append(r)
+        print(f"jaxfwi    {mode:8s} {r['checkpoint']:18s} compile {r['compile_s']:6.2f} s  run {r['median_s']:7.3f} s  "
+              f"steps {r['steps']}  peak {r['peak_rss_gib']:.2f} GiB", flush=True)
+    return rows
 
 
 def run_deepwave(case, mode, repeats):
@@ -151,7 +257,9 @@ def run_devito_layouts(args):
 
 
 def _child(args):
-    if args.code == "jaxfwi":
+    if args.code == "jaxfwi-procs":
+        row = run_jax_process(args.case, args.mode, args.repeats, args.rank, args.nproc, args.port)
+    elif args.code == "jaxfwi":
         cp = None if args.checkpoint == "None" else (args.checkpoint if args.checkpoint in ("sqrt", "store")
                                                      else int(args.checkpoint))
         row = run_jax(args.case, args.mode, args.repeats, cp, args.shot_batch, args.pml_width)
@@ -178,12 +286,18 @@ def main():
     p.add_argument("--devito-python", default=None,
                    help="interpreter with devito installed (pip install devito pytest): adds Devito's two CPU layouts")
     p.add_argument("--devito-modes", nargs="+", default=["forward", "grad"])
+    p.add_argument("--procs", type=int, default=2,
+                   help="also run jaxfwi as this many single-thread processes joined by jax.distributed, one per "
+                        "core (Devito's best CPU layout; 0 or 1: skip)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "out", "propagator.json"))
     # child-process arguments
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--code", default="jaxfwi", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="forward", help=argparse.SUPPRESS)
     p.add_argument("--checkpoint", default="None", help=argparse.SUPPRESS)
+    p.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--nproc", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return _child(args)
@@ -204,6 +318,8 @@ def main():
     rows = []
     if args.devito_python:
         rows += run_devito_layouts(args)
+    if args.procs > 1:
+        rows += run_jax_layouts(args)
     for code, mode, cp in jobs:
         cmd = [sys.executable, __file__, "--child", "--code", code, "--mode", mode, "--checkpoint", cp,
                "--case", args.case, "--repeats", str(args.repeats)]
@@ -231,7 +347,9 @@ def main():
         ok = r["mode"] in dw and "failed" not in dw[r["mode"]]
         ratio = f"{r['median_s'] / dw[r['mode']]['median_s']:.2f}x" if ok else "-"
         gp = f"{r['gpts_per_s'] / 1e6:.0f}" if r["gpts_per_s"] else "-"
-        ck = r["checkpoint"] if r["code"] != "jaxfwi" else ("store" if r.get("store_wavefield") else r["checkpoint"])
+        ck = r["checkpoint"]
+        if r["code"] == "jaxfwi" and r.get("store_wavefield"):
+            ck = f"{ck}, store" if "procs" in ck else "store"
         print(f"| {r['code']} | {r['mode']} | {ck} | {r.get('steps') or '-'} | {r['compile_s']:.2f} | "
               f"{r['median_s']:.3f} | {gp} | {r['peak_rss_gib']:.2f} | {ratio} |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
