@@ -252,4 +252,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from jaxfwi.hostmem import reexec_with_hugepages
+
+    reexec_with_hugepages()  # huge pages for the stored wavefields (JAXFWI_HUGEPAGES=0: off)
     sys.exit(main())

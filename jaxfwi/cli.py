@@ -438,5 +438,15 @@ def main(argv=None):
         raise SystemExit(2) from None
 
 
+
+def console_main():
+    """The ``jaxfwi`` command: :func:`main` in a process with huge pages for its large buffers
+    (:func:`jaxfwi.hostmem.reexec_with_hugepages`; ``JAXFWI_HUGEPAGES=0`` turns that off)."""
+    from jaxfwi.hostmem import reexec_with_hugepages  # noqa: PLC0415
+
+    reexec_with_hugepages()
+    return main()
+
+
 if __name__ == "__main__":
-    main()
+    console_main()
