@@ -285,12 +285,28 @@ def cmd_invert(args):
     from jaxfwi import metrics, plotting
     from jaxfwi.models import initial
 
+    from jaxfwi import launch  # noqa: PLC0415
+
+    rank = launch.worker_rank()
+    if rank is None and args.procs != 1:
+        try:
+            launch.core_shares(os.sched_getaffinity(0), args.procs)
+        except ValueError as e:
+            raise UsageError(f"--procs {args.procs}: {str(e).split(': ', 1)[1]}") from None
     v, survey, fwd = _setup(args)
     settings = _run_settings(args, v)
-    _check_reuse(args, settings)
-    with open(os.path.join(args.out, "run.json"), "w") as f:
-        json.dump({"settings": settings, "epochs": args.epochs}, f, indent=1)
     _PROGRESS["out"] = args.out
+    if rank is None:  # launched processes leave --out to the command that started them
+        _check_reuse(args, settings)
+        with open(os.path.join(args.out, "run.json"), "w") as f:
+            json.dump({"settings": settings, "epochs": args.epochs}, f, indent=1)
+        if args.procs > 1:
+            print(f"jaxfwi invert: {args.procs} processes (jax.distributed, one share of the cores each)", flush=True)
+            status = launch.launch(args.argv, args.procs)
+            if status:
+                raise SystemExit(status)
+            return None
+    quiet = rank not in (None, 0)  # every process computes; process 0 alone reports and writes
     d_obs = jaxfwi.forward(v, args.dx, survey, **fwd)
     if args.init == "smooth":
         v0 = initial.smooth(v, args.smooth_sigma)
@@ -298,8 +314,9 @@ def cmd_invert(args):
         v0 = initial.linear(v.shape, float(v.min()), float(v.max()))
     else:
         v0 = initial.constant(v.shape, float(np.mean(v)))
-    print(f"jaxfwi invert: method {args.method}, model {v.shape} at {args.dx:g} m, {survey.n_shots} shots, "
-          f"{args.epochs} epochs, initial model '{args.init}'")
+    if not quiet:
+        print(f"jaxfwi invert: method {args.method}, model {v.shape} at {args.dx:g} m, {survey.n_shots} shots, "
+              f"{args.epochs} epochs, initial model '{args.init}'")
     t0 = time.time()
 
     def progress(done, params):
@@ -307,7 +324,9 @@ def cmd_invert(args):
 
     res = jaxfwi.invert(d_obs, survey, args.dx, v0, method=args.method, epochs=args.epochs,
                         key=jax.random.key(args.seed), v_true=v, checkpoint_dir=os.path.join(args.out, "checkpoint"),
-                        resume=not args.fresh, callback=progress, **fwd)
+                        resume=not args.fresh, callback=progress, **({"progress": False} if quiet else {}), **fwd)
+    if quiet:
+        return None
     vinv = np.asarray(res.velocity)
     m0 = {k: float(x) for k, x in metrics.all_metrics(v0, v).items()}
     m1 = {k: float(x) for k, x in metrics.all_metrics(vinv, v).items()}
@@ -377,6 +396,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0, help="PRNG seed (default 0)")
     p.add_argument("--fresh", action="store_true",
                    help="start over in --out, discarding its checkpoint (default: resume the same run)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="run as this many processes on this machine, each pinned to its share of the CPU cores "
+                        "and joined by jax.distributed, the shots sharded over them (CPU hosts; default 1; "
+                        "2 on a 2-core machine is the fastest layout measured, docs/gpu_and_multidevice.md)")
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("kernels", help="eigenvalue decay of wave-based NTKs",
@@ -409,6 +432,10 @@ def _checkpoint_epochs(out):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what --procs starts again
+    from jaxfwi import launch  # noqa: PLC0415
+
+    launch.init_worker()  # in a process that --procs started: its cores, jax.distributed (before JAX starts)
     debug = os.environ.get("JAXFWI_DEBUG")
     _PROGRESS.update(epochs=0, out=None)
     try:
