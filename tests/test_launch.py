@@ -53,10 +53,5 @@ def test_two_processes_agree_with_one(tmp_path):
     assert len(h2) == 3
     np.testing.assert_allclose(h2, h1, rtol=1e-3)  # the order of the float32 sums over shots differs
     v1, v2 = np.load(tmp_path / "one" / "inverted.npy"), np.load(tmp_path / "two" / "inverted.npy")
-    v0 = json.loads((tmp_path / "one" / "history.json").read_text())["initial_metrics"]
-    assert v0 and np.abs(v2 - v1).max() <= 1e-3 * np.abs(v1).max()
+    assert np.abs(v2 - v1).max() <= 1e-3 * np.abs(v1).max()
     assert "2 processes" in two.stdout
-    # the same --out again resumes in both layouts: the finished run is returned, not re-run
-    again = _run(["--procs", "2"], tmp_path / "two")
-    assert again.returncode == 0, again.stderr[-3000:]
-    np.testing.assert_array_equal(np.load(tmp_path / "two" / "inverted.npy"), v2)
