@@ -290,7 +290,7 @@ def cmd_invert(args):
     rank = launch.worker_rank()
     if rank is None and args.procs != 1:
         try:
-            launch.core_shares(os.sched_getaffinity(0), args.procs)
+            launch.core_shares(launch.available_cores(), args.procs)
         except ValueError as e:
             raise UsageError(f"--procs {args.procs}: {str(e).split(': ', 1)[1]}") from None
     v, survey, fwd = _setup(args)

@@ -26,7 +26,8 @@ import sys
 import time
 from typing import Optional, Sequence
 
-__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "core_shares", "init_worker", "launch"]
+__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "available_cores", "core_shares", "init_worker",
+           "launch"]
 
 ENV_RANK = "JAXFWI_PROCESS_ID"
 ENV_NUM = "JAXFWI_NUM_PROCESSES"
@@ -37,6 +38,14 @@ def worker_rank() -> Optional[int]:
     """This process's index among the launched processes, or None when it was not launched by :func:`launch`."""
     r = os.environ.get(ENV_RANK)
     return None if r is None else int(r)
+
+
+def available_cores() -> list:
+    """The cores this process may run on (its affinity mask; all of ``os.cpu_count()`` where the
+    platform has no affinity call)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
 
 
 def core_shares(cores: Sequence[int], n: int) -> list:
@@ -67,8 +76,9 @@ def init_worker() -> Optional[int]:
     if rank is None:
         return None
     n = int(os.environ[ENV_NUM])
-    share = core_shares(os.sched_getaffinity(0), n)[rank]
-    os.sched_setaffinity(0, share)
+    share = core_shares(available_cores(), n)[rank]
+    if hasattr(os, "sched_setaffinity"):  # elsewhere the processes share the cores unpinned
+        os.sched_setaffinity(0, share)
     import jax  # noqa: PLC0415
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -91,7 +101,7 @@ def launch(args: Sequence[str], n: int, *, module: str = "jaxfwi.cli", python: O
     the end of a failing one's error output is printed. When one process fails, the others are
     stopped. Returns the first non-zero exit status, else 0. Ctrl-C stops all of them (status 130).
     """
-    core_shares(os.sched_getaffinity(0), n)  # fewer cores than processes: refuse before starting any
+    core_shares(available_cores(), n)  # fewer cores than processes: refuse before starting any
     coord = f"127.0.0.1:{_free_port()}"
     procs = []
     for r in range(n):

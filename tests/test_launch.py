@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from jaxfwi import cli
-from jaxfwi.launch import core_shares
+from jaxfwi.launch import available_cores, core_shares
 
 TINY = ["--shape", "12", "24", "--dx", "20", "--shots", "3", "--nt", "200", "--freq", "6", "--accuracy", "2",
         "--pml-width", "4", "--epochs", "3"]
@@ -25,7 +25,7 @@ def test_core_shares_split_the_cores_and_refuse_too_many():
 
 
 def test_too_many_procs_is_a_usage_error_before_modelling(tmp_path, capsys):
-    n = len(os.sched_getaffinity(0)) + 1
+    n = len(available_cores()) + 1
     with pytest.raises(SystemExit) as info:
         cli.main(["invert", *TINY, "--procs", str(n), "--out", str(tmp_path / "o")])
     assert info.value.code == 2
@@ -40,7 +40,7 @@ def _run(args, tmp):
     return out
 
 
-@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 cores for 2 pinned processes")
+@pytest.mark.skipif(len(available_cores()) < 2, reason="needs 2 cores for 2 pinned processes")
 def test_two_processes_agree_with_one(tmp_path):
     two = _run(["--procs", "2"], tmp_path / "two")
     if two.returncode != 0 and ("gloo" in two.stderr.lower() and "not" in two.stderr.lower()):
