@@ -138,6 +138,29 @@ def test_runner_treats_a_committed_record_as_finished(tiny_runs, tmp_path):
                                                             (2, "pending")]
 
 
+def test_a_new_record_keeps_the_seeds_of_the_committed_one(tiny_runs, tmp_path):
+    """Seeds 1, 2 run in a new session (seed 0 only in the committed record): the record written
+    afterwards holds all three (it used to keep only the folder's seeds and drop seed 0)."""
+    import shutil
+
+    base, scs = tiny_runs
+    name = sorted({sc.dir_name for sc in scs})[0]
+    committed = tmp_path / "records" / f"{name}.npz"
+    committed.parent.mkdir()
+    shutil.copy(base / "records" / f"{name}.npz", committed)
+    folder = tmp_path / "runs" / name
+    shutil.copytree(base / "runs" / name, folder)
+    shutil.rmtree(folder / "seed0")  # this session's folder: seed 1 only
+    rec.write_record(folder, committed)
+    meta, arrays = rec.read_record(committed)
+    assert sorted(meta["seeds"]) == ["0", "1"]
+    old_meta, old_arrays = rec.read_record(base / "records" / f"{name}.npz")
+    assert meta["seeds"] == old_meta["seeds"]
+    assert sorted(arrays) == sorted(old_arrays)
+    for k in arrays:
+        np.testing.assert_array_equal(arrays[k], old_arrays[k])
+
+
 def test_epochs_to_fraction_of_the_drop():
     from jaxfwi.experiments.report import epochs_to_fraction
     curve = [1.0, 0.9, 0.6, 0.5, 0.55]           # drop 1.0 -> 0.5 (min), initial 1.0

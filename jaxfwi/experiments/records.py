@@ -114,10 +114,30 @@ def write_record(group_dir, path=None) -> Optional[Path]:
                 for key, a in _history_arrays(_load_json(sd / "history.json")).items():
                     arrays[f"seed{k}/history/{key}"] = a
         meta["seeds"][str(k)] = entry
-    arrays = {"meta": np.asarray(json.dumps(meta, sort_keys=True)), **arrays}
     out = Path(path) if path is not None else g / "record.npz"
+    _keep_recorded_seeds(out, g.name, meta, arrays)
+    arrays = {"meta": np.asarray(json.dumps(meta, sort_keys=True)), **arrays}
     _write_npz(out, arrays)
     return out
+
+
+def _keep_recorded_seeds(path: Path, dir_name: str, meta: dict, arrays: dict):
+    """Add to ``meta`` / ``arrays`` the seeds that an existing record of the same scenario at ``path``
+    holds and the folder does not (e.g. seed 0, run in an earlier session whose raw runs are gone,
+    when this session ran seeds 1 and 2): writing the record must not drop a finished seed."""
+    if not path.exists():
+        return
+    try:
+        old_meta, old_arrays = read_record(path)
+    except (OSError, ValueError, KeyError):
+        return
+    if old_meta.get("dir_name") != dir_name:
+        return
+    for k, entry in old_meta.get("seeds", {}).items():
+        if k not in meta["seeds"]:
+            meta["seeds"][k] = entry
+            arrays.update({a: v for a, v in old_arrays.items() if a.startswith(f"seed{k}/")})
+    meta["seeds"] = {k: meta["seeds"][k] for k in sorted(meta["seeds"], key=int)}
 
 
 def read_record(path) -> tuple[dict, dict]:
