@@ -282,10 +282,8 @@ def cmd_invert(args):
     import numpy as np
 
     import jaxfwi
-    from jaxfwi import metrics, plotting
+    from jaxfwi import launch, metrics, plotting
     from jaxfwi.models import initial
-
-    from jaxfwi import launch  # noqa: PLC0415
 
     rank = launch.worker_rank()
     if rank is None and args.procs != 1:
@@ -463,7 +461,6 @@ def main(argv=None):
             msg += " (here: pass --fresh)"
         print(f"jaxfwi {args.cmd}: error: {msg}", file=sys.stderr)
         raise SystemExit(2) from None
-
 
 
 def console_main():
