@@ -85,21 +85,20 @@ def run_jax(case, mode, repeats, checkpoint, shot_batch, pml_width=20):
                 device=str(jax.devices()[0].platform))
 
 
-def run_jax_process(case, mode, repeats, rank, nproc, port):
+def run_jax_process(case, mode, repeats, rank, nproc):
     """One of ``nproc`` jaxfwi processes joined by ``jax.distributed`` (gloo collectives over
-    loopback), pinned to core ``rank`` so that XLA runs it on one thread: Devito's best CPU layout
+    loopback; ``jaxfwi.launch.init_worker``), pinned to its share of the cores so that XLA runs it on
+    one thread per core: Devito's best CPU layout
     (one single-thread process per core) with jaxfwi's one multi-host code path. The shots are
     sharded over the processes' devices with ``jax.shard_map`` (padded with zero-weight shots to a
     multiple of ``nproc``); the gradient is the ``psum`` over all of them, i.e. the whole gradient,
     not independent halves."""
-    os.sched_setaffinity(0, {rank % os.cpu_count()})
     import warnings
 
-    import jax
+    from jaxfwi import launch
 
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=rank,
-                               initialization_timeout=120)
+    launch.init_worker()  # pinned to its share of the cores, joined by jax.distributed (env set by the parent)
+    import jax
     import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -152,17 +151,17 @@ def run_jax_process(case, mode, repeats, rank, nproc, port):
 def run_jax_layouts(args):
     """jaxfwi as ``--procs`` single-thread processes (``run_jax_process``), one per core; the time of a
     layout is the slower process's median, its memory the processes' summed peak RSS."""
-    import socket
+    from jaxfwi import launch
 
     rows = []
     n = args.procs
     for mode in [m if m == "forward" else "grad" for m in args.modes if m in ("forward", "grad")]:
-        with socket.socket() as sk:
-            sk.bind(("127.0.0.1", 0))
-            port = sk.getsockname()[1]
+        coord = f"127.0.0.1:{launch.free_port()}"
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "--code", "jaxfwi-procs", "--mode", mode,
                                    "--case", args.case, "--repeats", str(args.repeats), "--rank", str(r),
-                                   "--nproc", str(n), "--port", str(port)],
+                                   "--nproc", str(n)],
+                                  env={**os.environ, launch.ENV_RANK: str(r), launch.ENV_NUM: str(n),
+                                       launch.ENV_COORDINATOR: coord},
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(n)]
         try:
             outs = [pr.communicate(timeout=1200) for pr in procs]
@@ -258,7 +257,7 @@ def run_devito_layouts(args):
 
 def _child(args):
     if args.code == "jaxfwi-procs":
-        row = run_jax_process(args.case, args.mode, args.repeats, args.rank, args.nproc, args.port)
+        row = run_jax_process(args.case, args.mode, args.repeats, args.rank, args.nproc)
     elif args.code == "jaxfwi":
         cp = None if args.checkpoint == "None" else (args.checkpoint if args.checkpoint in ("sqrt", "store")
                                                      else int(args.checkpoint))
@@ -297,7 +296,6 @@ def main():
     p.add_argument("--checkpoint", default="None", help=argparse.SUPPRESS)
     p.add_argument("--rank", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--nproc", type=int, default=1, help=argparse.SUPPRESS)
-    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         return _child(args)

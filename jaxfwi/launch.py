@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "available_cores", "core_shares", "init_worker",
+__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "available_cores", "core_shares", "init_worker", "free_port",
            "launch"]
 
 ENV_RANK = "JAXFWI_PROCESS_ID"
@@ -87,7 +87,7 @@ def init_worker() -> Optional[int]:
     return rank
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -102,7 +102,7 @@ def launch(args: Sequence[str], n: int, *, module: str = "jaxfwi.cli", python: O
     stopped. Returns the first non-zero exit status, else 0. Ctrl-C stops all of them (status 130).
     """
     core_shares(available_cores(), n)  # fewer cores than processes: refuse before starting any
-    coord = f"127.0.0.1:{_free_port()}"
+    coord = f"127.0.0.1:{free_port()}"
     procs = []
     for r in range(n):
         env = {**os.environ, ENV_RANK: str(r), ENV_NUM: str(n), ENV_COORDINATOR: coord}
