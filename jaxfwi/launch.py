@@ -26,8 +26,8 @@ import sys
 import time
 from typing import Optional, Sequence
 
-__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "available_cores", "core_shares", "init_worker", "free_port",
-           "launch"]
+__all__ = ["ENV_RANK", "ENV_NUM", "ENV_COORDINATOR", "worker_rank", "available_cores", "core_shares", "init_worker",
+           "free_port", "launch"]
 
 ENV_RANK = "JAXFWI_PROCESS_ID"
 ENV_NUM = "JAXFWI_NUM_PROCESSES"
