@@ -219,4 +219,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    from jaxfwi.hostmem import reexec_with_hugepages
+
+    reexec_with_hugepages()  # as the jaxfwi command runs (JAXFWI_HUGEPAGES=0: off)
     main()

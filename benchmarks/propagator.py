@@ -15,8 +15,11 @@ With ``--procs 2`` (the default) jaxfwi also runs in Devito's best CPU layout: o
 process per core (pinned), joined by ``jax.distributed`` with the shots sharded over them and the
 gradient all-reduced (``run_jax_process``).
 
-Each measurement runs in its own subprocess so peak memory is per configuration. Writes
-``benchmarks/out/propagator.json``.
+Each measurement runs in its own subprocess so peak memory is per configuration. The driver restarts
+itself with transparent huge pages for ``malloc`` (``jaxfwi.hostmem``; ``JAXFWI_HUGEPAGES=0``: off) before
+anything starts, and every code's subprocesses (jaxfwi, deepwave, Devito) inherit that environment, so
+they are compared under the same allocator. The summary gives each code's gradient / forward time
+ratio per layout. Writes ``benchmarks/out/propagator.json``.
 """
 from __future__ import annotations
 
@@ -255,6 +258,27 @@ def run_devito_layouts(args):
     return rows
 
 
+def _layout(row):
+    """The layout a row ran in: ``"2 procs x 1 thread"``, ``"2 threads"``, or ``"1 process"``."""
+    ck = str(row.get("checkpoint", ""))
+    return ck if ("procs" in ck or "threads" in ck) else "1 process"
+
+
+def gradient_over_forward(rows):
+    """``[{code, layout, forward_s, gradient_s, ratio}]``: each code's default gradient (``mode == "grad"``,
+    jaxfwi's default checkpoint) over its forward, in the same layout; failed rows are left out."""
+    ok = [r for r in rows if "failed" not in r]
+    out = []
+    for f in (r for r in ok if r["mode"] == "forward"):
+        for g in ok:
+            if (g["mode"] == "grad" and g["code"] == f["code"] and _layout(g) == _layout(f)
+                    and (g["code"] != "jaxfwi" or g.get("checkpoint") in (f.get("checkpoint"), "None"))):
+                out.append(dict(code=f["code"], layout=_layout(f), forward_s=f["median_s"],
+                                gradient_s=g["median_s"], ratio=g["median_s"] / f["median_s"]))
+                break
+    return out
+
+
 def _child(args):
     if args.code == "jaxfwi-procs":
         row = run_jax_process(args.case, args.mode, args.repeats, args.rank, args.nproc)
@@ -350,11 +374,21 @@ def main():
             ck = f"{ck}, store" if "procs" in ck else "store"
         print(f"| {r['code']} | {r['mode']} | {ck} | {r.get('steps') or '-'} | {r['compile_s']:.2f} | "
               f"{r['median_s']:.3f} | {gp} | {r['peak_rss_gib']:.2f} | {ratio} |")
+    ratios = gradient_over_forward(rows)
+    if ratios:
+        print("\n| code | layout | gradient / forward |\n|---|---|---|")
+        for r in ratios:
+            print(f"| {r['code']} | {r['layout']} | {r['ratio']:.2f} |")
+    huge = "glibc.malloc.hugetlb" in os.environ.get("GLIBC_TUNABLES", "")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"case": args.case, "rows": rows}, f, indent=1)
+        json.dump({"case": args.case, "hugepages": huge, "rows": rows, "gradient_over_forward": ratios}, f, indent=1)
     print("wrote", args.out)
 
 
 if __name__ == "__main__":
+    if "--child" not in sys.argv:
+        from jaxfwi.hostmem import reexec_with_hugepages
+
+        reexec_with_hugepages()  # before anything starts; the subprocesses inherit it (JAXFWI_HUGEPAGES=0: off)
     main()
