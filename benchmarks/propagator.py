@@ -265,14 +265,14 @@ def _layout(row):
 
 
 def gradient_over_forward(rows):
-    """``[{code, layout, forward_s, gradient_s, ratio}]``: each code's default gradient (``mode == "grad"``,
-    jaxfwi's default checkpoint) over its forward, in the same layout; failed rows are left out."""
+    """``[{code, layout, forward_s, gradient_s, ratio}]``: each code's default gradient (``mode == "grad"``
+    with the forward's ``checkpoint`` field: the same layout, and jaxfwi's default checkpoint, not a forced
+    one) over its forward; failed rows are left out."""
     ok = [r for r in rows if "failed" not in r]
     out = []
     for f in (r for r in ok if r["mode"] == "forward"):
         for g in ok:
-            if (g["mode"] == "grad" and g["code"] == f["code"] and _layout(g) == _layout(f)
-                    and (g["code"] != "jaxfwi" or g.get("checkpoint") in (f.get("checkpoint"), "None"))):
+            if g["mode"] == "grad" and g["code"] == f["code"] and g.get("checkpoint") == f.get("checkpoint"):
                 out.append(dict(code=f["code"], layout=_layout(f), forward_s=f["median_s"],
                                 gradient_s=g["median_s"], ratio=g["median_s"] / f["median_s"]))
                 break
@@ -387,8 +387,7 @@ def main():
 
 
 if __name__ == "__main__":
-    if "--child" not in sys.argv:
-        from jaxfwi.hostmem import reexec_with_hugepages
+    from jaxfwi.hostmem import reexec_with_hugepages
 
-        reexec_with_hugepages()  # before anything starts; the subprocesses inherit it (JAXFWI_HUGEPAGES=0: off)
+    reexec_with_hugepages()  # before anything starts; the subprocesses inherit it (JAXFWI_HUGEPAGES=0: off)
     main()
