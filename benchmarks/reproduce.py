@@ -10,7 +10,7 @@ Suites (``--suite``), each with its raw-run folder, report folder and record fol
              ``benchmarks/results``; raw runs ``benchmarks/out/repro_runs``; records
              ``benchmarks/results/records``
   half       the Marmousi block at half size with the paper's learning rates and iteration counts
-             (blocks abcd below): report ``benchmarks/results/half``; raw runs
+             (blocks abcde below): report ``benchmarks/results/half``; raw runs
              ``benchmarks/out/repro_half``; records ``benchmarks/results/half/records``
   fad        blocks E and I (FAD-FWI with the normalised U-Net beside ADFWI) at quarter size with the
              papers' learning rates and 300 epochs, seed 0: report and records in ``benchmarks/results/fad``;
@@ -49,6 +49,8 @@ methods 1e-4; 500 epochs from smooth / linear, 1500 from constant), in priority 
   c  linear initial model (500), all ten, seed 0
   d  noise 8 sigma0, high-pass 6 Hz (scaled: 3 Hz) and 5 shots from smooth (500) for adfwi, ms-fwi,
      ifwi, lr-fwi, mpe-fwi, ig-fwi, seed 0
+  e  the Denorm paper's comparison: IFWI by denormalisation (the runs of a and c) against pretraining
+     on the initial model, from smooth and linear (500), seed 0
 
 Sizes (suite quarter): the presets reduced by 4 (grid, peak frequency, time axis; the frequencies of the data
 conditions and of MS-FWI's bands scale with it), a 10-cell PML, 40 epochs with every method's
@@ -88,7 +90,7 @@ SUITES = {
                     blocks="ABECDIGH", title="jaxfwi reproduction (CPU-sized)",
                     figures=["marmousi_r4_smooth_clean", "marmousi_r4_constant_clean", "overthrust_r4_constant_clean"]),
     "half": dict(runs=HERE / "out" / "repro_half", out=HERE / "results" / "half",
-                 records=HERE / "results" / "half" / "records", blocks="abcd",
+                 records=HERE / "results" / "half" / "records", blocks="abcde",
                  title="jaxfwi reproduction: Marmousi at half size, the paper's schedule",
                  figures=["marmousi_r2_smooth_clean", "marmousi_r2_constant_clean", "marmousi_r2_linear_clean"]),
     "fad": dict(runs=HERE / "out" / "repro_fad", out=HERE / "results" / "fad", records=HERE / "results" / "fad" / "records",
@@ -125,7 +127,7 @@ def blocks(seeds=SEEDS, epochs=EPOCHS, reduce=REDUCE, lr_scale=LR_SCALE):
 
 
 def half_blocks(seeds=None, epochs=None, reduce=None, lr_scale=None):
-    """The half-size Marmousi blocks a-d (module docs); ``epochs`` overrides both counts (tests)."""
+    """The half-size Marmousi blocks a-e (module docs); ``epochs`` overrides both counts (tests)."""
     h = dict(HALF)
     if reduce is not None:
         h["reduce"] = reduce
@@ -143,6 +145,9 @@ def half_blocks(seeds=None, epochs=None, reduce=None, lr_scale=None):
         "c": [dict(base, inits=["linear"], epochs=e_s, methods=TEN, seeds=s0)],
         "d": [dict(base, inits=["smooth"], epochs=e_s, conditions=["noise:8", "highpass:6", "shots:5"],
                    methods=CORE, seeds=s0)],
+        # the Denorm paper's comparison: its denorm runs are those of blocks a and c (same scenario)
+        "e": [dict(base, inits=["smooth", "linear"], epochs=e_s, methods=["ifwi"],
+                   strategies=["denorm", "pretrain"], seeds=s0)],
     }
     return out
 
@@ -323,7 +328,7 @@ def _report(suite, cfg, args, kw):
 
         done = {(r["dir_name"], r["seed"]) for r in collect(src)}
         lines = []
-        for b in "abcd":
+        for b in "abcde":
             want = {(sc.dir_name, sc.seed) for sc in scenarios([b], suite="half", **kw)}
             n = len(want & done)
             lines.append(f"block {b}: {n} of {len(want)} runs" + (" (partial)" if 0 < n < len(want) else
@@ -362,7 +367,7 @@ def main(argv=None):
     ap.add_argument("--runs", default=None, help="raw results folder (git-ignored; default per suite)")
     ap.add_argument("--out", default=None, help="report folder (committed; default per suite)")
     ap.add_argument("--records", default=None, help="record folder (committed; default per suite)")
-    ap.add_argument("--blocks", default=None, help="which blocks, in this order (quarter: ABECDIGH, half: abcd)")
+    ap.add_argument("--blocks", default=None, help="which blocks, in this order (quarter: ABECDIGH, half: abcde)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs (half: both counts)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None)
     ap.add_argument("--methods", default=None,

@@ -168,3 +168,16 @@ def test_epochs_to_fraction_of_the_drop():
     assert epochs_to_fraction(curve, 1.0, 0.2) == 2
     assert epochs_to_fraction(curve, 1.0, 0.9) == 4
     assert epochs_to_fraction([1.1, 1.2], 1.0, 0.5) is None   # never below the initial model
+
+
+def test_half_block_e_reuses_the_denorm_runs_of_blocks_a_and_c():
+    """Block e (Denorm vs pretraining) adds only the two pretraining runs: its denorm scenarios are
+    those of blocks a (smooth) and c (linear), so the runner finds them finished."""
+    repro = _reproduce()
+    e = repro.scenarios(["e"], suite="half")
+    ac = set(repro.scenarios(["a", "c"], suite="half"))
+    assert sorted((sc.init, sc.strategy) for sc in e) == [
+        ("linear", "denorm"), ("linear", "pretrain"), ("smooth", "denorm"), ("smooth", "pretrain")]
+    assert {sc for sc in e if sc.strategy == "denorm"} <= ac
+    assert not {sc for sc in e if sc.strategy == "pretrain"} & ac
+    assert {sc.epochs for sc in e} == {500} and {sc.method for sc in e} == {"ifwi"}
