@@ -328,7 +328,7 @@ def _report(suite, cfg, args, kw):
 
         done = {(r["dir_name"], r["seed"]) for r in collect(src)}
         lines = []
-        for b in "abcde":
+        for b in cfg["blocks"]:
             want = {(sc.dir_name, sc.seed) for sc in scenarios([b], suite="half", **kw)}
             n = len(want & done)
             lines.append(f"block {b}: {n} of {len(want)} runs" + (" (partial)" if 0 < n < len(want) else
