@@ -50,8 +50,10 @@ from jaxfwi.physics.wavelets import resample
 # into its full-grid pass, which then runs at half speed). Marmousi case, thread time per step
 # (``benchmarks/loop_body.py --trace``): forward 0.94 vs 1.02 ms, the forward run 0.83 vs 0.93 s.
 # The loop that stores every wavefield keeps one (two made its output a concatenation of pairs:
-# gradient 5.2 vs 3.4 s), and so does the adjoint (4.1 vs 3.3-3.5 ms/step with two). Changing these
-# constants needs jax.clear_caches(): simulate_jit caches the trace per plan.
+# gradient 5.2 vs 3.4 s), and so does the adjoint (4.1 vs 3.3-3.5 ms/step with two): both carry the
+# wavefield and its last change instead (``delta`` steps, see _forward_stored and _make_adjoint_step),
+# which XLA updates in place with no copies. Changing these constants needs jax.clear_caches():
+# simulate_jit caches the trace per plan.
 FORWARD_UNROLL = 2
 STORED_UNROLL = 1
 ADJOINT_UNROLL = 1
@@ -229,12 +231,16 @@ def _runtime_one(x):
     return m / m
 
 
-def _make_step(plan, v2dt2, pml_coefs, paired=False):
+def _make_step(plan, v2dt2, pml_coefs, paired=False, delta=False):
     """One leapfrog step ``(state, f, src_idx) -> (state', u[n])`` for one shot.
 
     The C-PML terms of every strip are formed on their (widened) strips first, from ``u[n]`` and
     the memory variables; the interior Laplacian, the source and the embedded strip terms then
-    make ``u[n+1]`` in one fused pass.
+    make ``u[n+1]`` in one fused pass. The state is ``(u[n-1], u[n], mem)``, or with ``delta``
+    ``(u[n], w[n] = u[n] - u[n-1], mem)``, stepped as ``w[n+1] = w[n] + v^2 dt^2 acc[n]``,
+    ``u[n+1] = u[n] + w[n+1]``: the same recursion (to float rounding), each field updated in its
+    own buffer, where the first form hands ``u[n]`` from one carry slot to the other, which XLA
+    implements with full-grid copies unless two steps are taken per iteration (``paired``).
     """
     c0, ck2, ck1, r, inv_h, inv_h2, inv_dv = _stencil_constants(plan)
     nd = plan.ndim
@@ -244,7 +250,10 @@ def _make_step(plan, v2dt2, pml_coefs, paired=False):
     unit = _runtime_one(v2dt2)
 
     def step(state, f, src_idx):
-        u_prev, u, mem = state
+        if delta:
+            u, u_prev, mem = state  # u_prev holds u[n] - u[n-1] here
+        else:
+            u_prev, u, mem = state
         rhs = _interior_laplacian(u, nd, r, c0, ck2, inv_h2)
         # the source enters in the same pass (one compare per cell) instead of a scatter afterwards
         flat = lax.broadcasted_iota(jnp.int32, ext, 0)
@@ -268,6 +277,11 @@ def _make_step(plan, v2dt2, pml_coefs, paired=False):
                 psi, zeta = psi / unit, zeta / unit
             new_mem.append((psi, zeta))
             rhs = rhs + _embed(psi_x + _pad_axis(zeta, d, r, r), d, start - r, ext[d])
+        if delta:  # state (u[n], u[n] - u[n-1]): both updated in their own buffers
+            w = (u_prev + v2dt2 * rhs) / unit
+            if plan.free_surface:
+                w = _mirror_top(w, nd, r)
+            return (u + w, w, tuple(new_mem)), u
         u_next = 2.0 * u - u_prev + v2dt2 * rhs
         if plan.free_surface:
             u_next = _mirror_top(u_next, nd, r)
@@ -304,6 +318,9 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
         beta   = L p1 + sum_s E_s h_s(p1, mem ct) + scatter(ct of record[n])
         p[n]   = 2 p1 - p2 + v^2 dt^2 beta          (= v^2 dt^2 lam[n])
 
+    carried, like the forward's ``delta`` step, as ``(p1, q = p1 - p2)``: ``q' = q + v^2 dt^2 beta``,
+    ``p[n] = p1 + q'`` (each in its own buffer: no full-grid copies per step).
+
     one fused pass (the receivers' few cells are added afterwards, in place), which also accumulates ``g += u[n] beta``
     (the interior Laplacian's share on the full grid, each strip's share in a strip-sized accumulator added
     in once after the loop: then the strip terms have one full-grid reader). Summed over all steps this is, by
@@ -320,7 +337,7 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
     unit = _runtime_one(v2dt2)
 
     def adj(state, g, u_n, c_rec, rec_idx, src_idx):
-        p1, p2, mem_ct = state
+        p1, q, mem_ct = state  # q = p1 - p2
         g, g_strips = g
         g_f = jnp.sum(p1.reshape(-1)[src_idx]) * inv_dv
         lap = _interior_laplacian(p1, nd, r, c0, ck2, inv_h2)
@@ -340,17 +357,17 @@ def _make_adjoint_step(plan, v2dt2, pml_coefs):
             beta = beta + _embed(h_ct, d, start - r, ext[d])
             new_gs.append(g_s + lax.slice_in_dim(u_n, start - r, start + w + r, axis=d) * h_ct)
             new_ct.append((psi_ct, zeta_ct))
-        p = 2.0 * p1 - p2 + v2dt2 * beta  # one pass; beta is never stored
+        q = (q + v2dt2 * beta) / unit  # one pass; beta is never stored (q' = p[n] - p1)
         g = g + u_n * lap  # the strips' share goes to their own small accumulators
         # the receivers' cotangent joins beta at its cells: in place on the fresh buffers
         # (by grid coordinates, not on a flattened view: a flat scatter makes the fused pass that
-        # produces p or g index its output flat, and its embedded strips then divide every index)
+        # produces q or g index its output flat, and its embedded strips then divide every index)
         at = jnp.unravel_index(rec_idx, ext)
-        p = p.at[at].add(v2dt2[at] * c_rec)
+        q = q.at[at].add(v2dt2[at] * c_rec)
         g = g.at[at].add(u_n[at] * c_rec)
         if plan.free_surface:
-            p = _mirror_top(p, nd, r)
-        return (p, p1, tuple(new_ct)), (g, tuple(new_gs)), g_f
+            q = _mirror_top(q, nd, r)
+        return (p1 + q, q, tuple(new_ct)), (g, tuple(new_gs)), g_f
 
     return adj
 
@@ -425,25 +442,31 @@ def _forward_segments(plan, step, shape, dtype, mem0, s_idx, r_idx, fs, record):
 
 
 def _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, fs):
-    """One shot's forward loop keeping every wavefield: ``(records [nt_i, n_rec], u [nt_i, *ext])``."""
+    """One shot's forward loop keeping every wavefield: ``(records [nt_i, n_rec], u [nt_i, *ext])``
+    with ``u[n] = u[n + 1]`` of the time loop (``u[0] = 0`` is not kept). ``step`` is a ``delta`` step:
+    storing the wavefield it has just written lets XLA update the state in place (storing ``u[n]``,
+    which the step then overwrites, made it copy ``u[n]`` every step)."""
     def inner(state, f):
-        state, u = step(state, f, s_idx)
-        return state, (u.reshape(-1)[r_idx], u)
+        state, _ = step(state, f, s_idx)
+        return state, (state[0].reshape(-1)[r_idx], state[0])
 
     u0 = jnp.zeros(shape, dtype)
     _, (recs, us) = lax.scan(inner, (u0, u0, mem0), fs, unroll=STORED_UNROLL)
-    return recs, us
+    # recs[n] = record of u[n + 1]: shift by one sample (u[0] = 0)
+    return jnp.concatenate([jnp.zeros_like(recs[:1]), recs[:-1]]), us
 
 
 def records_and_starts(plan, v, sources, receivers, wavelets, max_vel, pml_freq):
     """Records as :func:`simulate_plain`, plus the residuals :func:`adjoint` needs, so that a gradient
-    runs the forward loop only once: every wavefield ``u [n_shots, nt_i, *ext]`` when
-    ``plan.store_wavefield``, else the loop state at the start of every adjoint segment."""
+    runs the forward loop only once: every wavefield ``u[n + 1]`` as ``[n_shots, nt_i, *ext]`` when
+    ``plan.store_wavefield`` (see :func:`_forward_stored`), else the loop state at the start of every
+    adjoint segment."""
     dtype = v.dtype
     nt_i = plan.nt_internal
     shape = _ext_shape(plan)
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
-    step = _make_step(plan, _v2dt2(plan, v), pml_coefs, paired=not plan.store_wavefield and FORWARD_UNROLL > 1)
+    step = _make_step(plan, _v2dt2(plan, v), pml_coefs, paired=not plan.store_wavefield and FORWARD_UNROLL > 1,
+                      delta=plan.store_wavefield)  # (see _forward_stored)
     seg_len, n_seg = _adjoint_segment(plan)
     w_int = resample(wavelets.astype(dtype), plan.nt_internal)
 
@@ -477,9 +500,11 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
-    step = _make_step(plan, v2dt2, pml_coefs)  # for the loops that keep every wavefield
+    step = _make_step(plan, v2dt2, pml_coefs)  # for the segments' loops that keep every wavefield
+    step_store = _make_step(plan, v2dt2, pml_coefs, delta=True)  # for _forward_stored
     step_seg = _make_step(plan, v2dt2, pml_coefs, paired=FORWARD_UNROLL > 1)  # for the segment starts
     adj = _make_adjoint_step(plan, v2dt2, pml_coefs)
+    inv_dv = _stencil_constants(plan)[-1]
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
 
@@ -495,9 +520,14 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
             return (astate, g), g_f
 
         if plan.store_wavefield:
-            us = starts if starts is not None else _forward_stored(plan, step, shape, dtype, mem0, s_idx, r_idx, w)[1]
-            (_, g), g_f = lax.scan(adj_inner, init, (us, c.T), reverse=True, unroll=ADJOINT_UNROLL)
-            return _gather_strips(plan, g), g_f
+            # us[k] = u[k + 1], so iteration k steps the adjoint of step k + 1 (records' cotangent
+            # shifted to match): steps nt_i .. 1, the first with a zero cotangent and state (a no-op).
+            # Step 0 adds nothing to g (u[0] = 0); its wavelet cotangent reads the final state.
+            us = starts if starts is not None else _forward_stored(plan, step_store, shape, dtype, mem0, s_idx, r_idx, w)[1]
+            c_next = jnp.pad(c[:, 1:], ((0, 0), (0, 1)))
+            ((p1, _, _), g), g_f = lax.scan(adj_inner, init, (us, c_next.T), reverse=True, unroll=ADJOINT_UNROLL)
+            g_f0 = jnp.sum(p1.reshape(-1)[s_idx]) * inv_dv
+            return _gather_strips(plan, g), jnp.concatenate([g_f0[None], g_f[:-1]])
 
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
         cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
