@@ -500,13 +500,17 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
     pml_coefs, mem0 = _pml_setup(plan, dtype, max_vel, pml_freq)
     src_idx = _flat_indices(plan, sources)
     rec_idx = _flat_indices(plan, receivers)
-    step = _make_step(plan, v2dt2, pml_coefs)  # for the segments' loops that keep every wavefield
-    step_store = _make_step(plan, v2dt2, pml_coefs, delta=True)  # for _forward_stored
+    step_store = _make_step(plan, v2dt2, pml_coefs, delta=True)  # for the loops that keep every wavefield
     step_seg = _make_step(plan, v2dt2, pml_coefs, paired=FORWARD_UNROLL > 1)  # for the segment starts
     adj = _make_adjoint_step(plan, v2dt2, pml_coefs)
     inv_dv = _stencil_constants(plan)[-1]
     seg_len, n_seg = _adjoint_segment(plan)
     n_pad = n_seg * seg_len - nt_i
+
+    def _first_wavelet_ct(p1, s_idx, g_f):
+        """The wavelet cotangent of step 0 (from the adjoint state ``p1`` left by step 1) before those
+        of steps 1 .. nt_i - 1."""
+        return jnp.concatenate([(jnp.sum(p1.reshape(-1)[s_idx]) * inv_dv)[None], g_f])
 
     def one_shot(s_idx, r_idx, w, c, starts):
         u0 = jnp.zeros(shape, dtype)
@@ -526,26 +530,27 @@ def adjoint(plan, v, wavelets, sources, receivers, max_vel, pml_freq, ct, starts
             us = starts if starts is not None else _forward_stored(plan, step_store, shape, dtype, mem0, s_idx, r_idx, w)[1]
             c_next = jnp.pad(c[:, 1:], ((0, 0), (0, 1)))
             ((p1, _, _), g), g_f = lax.scan(adj_inner, init, (us, c_next.T), reverse=True, unroll=ADJOINT_UNROLL)
-            g_f0 = jnp.sum(p1.reshape(-1)[s_idx]) * inv_dv
-            return _gather_strips(plan, g), jnp.concatenate([g_f0[None], g_f[:-1]])
+            return _gather_strips(plan, g), _first_wavelet_ct(p1, s_idx, g_f[:-1])
 
         fs = jnp.pad(w, (0, n_pad)).reshape(n_seg, seg_len)
-        cs = jnp.pad(c, ((0, 0), (0, n_pad))).T.reshape(n_seg, seg_len, -1)
+        # as in the stored case: each segment's recomputation keeps u[n + 1] and the adjoint's iteration
+        # k steps back through step k + 1, so the records' cotangent is shifted by one step
+        cs = jnp.pad(c[:, 1:], ((0, 0), (0, n_pad + 1))).T.reshape(n_seg, seg_len, -1)
         if starts is None:
             starts = _forward_segments(plan, step_seg, shape, dtype, mem0, s_idx, r_idx, fs, False)[1]
 
         def rec_inner(state, f):
-            state, u = step(state, f, s_idx)
-            return state, u
+            state, _ = step_store(state, f, s_idx)
+            return state, state[0]
 
         def adj_segment(carry, xs):
-            start_state, f_seg, c_seg = xs
-            _, us = lax.scan(rec_inner, start_state, f_seg, unroll=STORED_UNROLL)
+            (u_prev, u, mem), f_seg, c_seg = xs
+            _, us = lax.scan(rec_inner, (u, u - u_prev, mem), f_seg, unroll=STORED_UNROLL)
             carry, g_fs = lax.scan(adj_inner, carry, (us, c_seg), reverse=True, unroll=ADJOINT_UNROLL)
             return carry, g_fs
 
-        (_, g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
-        return _gather_strips(plan, g), g_f.reshape(-1)[:nt_i]
+        ((p1, _, _), g), g_f = lax.scan(adj_segment, init, (starts, fs, cs), reverse=True)
+        return _gather_strips(plan, g), _first_wavelet_ct(p1, s_idx, g_f.reshape(-1)[:nt_i - 1])
 
     if starts is None:
         g, g_w = _over_shots(plan, lambda *a: one_shot(*a, None), (src_idx, rec_idx, w_int, ct_int))
