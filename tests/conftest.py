@@ -11,3 +11,13 @@ _cache = os.environ.get("JAXFWI_TEST_CACHE", os.path.join(os.path.dirname(__file
 if _cache:
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(_cache))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+
+# Longest first: pytest-xdist hands tests to its workers in collection order, and the notebooks
+# (the longest tests, 25-90 s each on 2 cores) collect last, so one worker used to finish them
+# alone at the end. Starting them first lets the short tests fill in around them.
+_LONG_FIRST = ("tests/test_notebooks.py::test_notebook_runs",)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    items.sort(key=lambda item: 0 if item.nodeid.startswith(_LONG_FIRST) else 1)  # stable: order kept otherwise
