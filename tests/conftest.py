@@ -12,6 +12,16 @@ if _cache:
     os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(_cache))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 
+# The test workers compile with LLVM at -O0 (XLA's HLO passes and fusion decisions are unchanged; only the
+# machine-code optimisation is skipped): most programs of the tests run for milliseconds after seconds of
+# compilation. The notebook kernels get the flags as they were (test_notebooks.py: they run long enough
+# for -O0 to cost more than it saves), and so do the subprocess tests, which drop XLA_FLAGS. Measured in
+# docs/installation.md. JAXFWI_TEST_O0=0 turns it off.
+_O0 = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+if os.environ.get("JAXFWI_TEST_O0", "1") == "1" and _O0 not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["JAXFWI_TEST_KERNEL_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _O0).strip()
+
 
 # Longest first: pytest-xdist hands tests to its workers in collection order, and the notebooks
 # (the longest tests, 25-90 s each on 2 cores) collect last, so one worker used to finish them

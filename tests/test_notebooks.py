@@ -45,6 +45,8 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXFWI_NB_SMALL", "1")
     monkeypatch.delenv("JAXFWI_DATA", raising=False)
     monkeypatch.delenv("JAXFWI_NB_BENCHMARK", raising=False)
+    if "JAXFWI_TEST_KERNEL_XLA_FLAGS" in os.environ:  # without the workers' -O0 (conftest.py)
+        monkeypatch.setenv("XLA_FLAGS", os.environ["JAXFWI_TEST_KERNEL_XLA_FLAGS"])
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=CELL_TIMEOUT, kernel_name="python3", allow_errors=False,
