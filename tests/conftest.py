@@ -15,8 +15,9 @@ if _cache:
 # The test workers compile with LLVM at -O0 (XLA's HLO passes and fusion decisions are unchanged; only the
 # machine-code optimisation is skipped): most programs of the tests run for milliseconds after seconds of
 # compilation. The notebook kernels get the flags as they were (test_notebooks.py: they run long enough
-# for -O0 to cost more than it saves), and so do the subprocess tests, which drop XLA_FLAGS. Measured in
-# docs/installation.md. JAXFWI_TEST_O0=0 turns it off.
+# for -O0 to cost more than it saves), and so do the subprocesses that drop XLA_FLAGS (device run,
+# multi-host, sharded inversion); the CLI subprocesses (test_launch, test_hostmem) inherit -O0. Measured
+# in docs/installation.md. JAXFWI_TEST_O0=0 turns it off.
 _O0 = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 if os.environ.get("JAXFWI_TEST_O0", "1") == "1" and _O0 not in os.environ.get("XLA_FLAGS", ""):
     os.environ["JAXFWI_TEST_KERNEL_XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")

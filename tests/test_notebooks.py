@@ -6,7 +6,8 @@ the test. Needs the ``dev`` extra (``nbclient``, ``nbformat``, ``ipykernel``); s
 cleanly when they are missing.
 
 Environment: ``JAXFWI_NB_SMALL=1``; ``JAXFWI_DATA`` is removed so the
-notebooks never depend on the benchmark data. ``JAXFWI_NB_TIMEOUT`` sets the per-cell
+notebooks never depend on the benchmark data; ``XLA_FLAGS`` is restored to what it was before
+``conftest.py`` added LLVM ``-O0`` for the test workers. ``JAXFWI_NB_TIMEOUT`` sets the per-cell
 timeout in seconds (default 300).
 """
 from __future__ import annotations
