@@ -102,6 +102,24 @@ def test_missing_data_is_skipped(tmp_path):
     assert not list((tmp_path / "runs").glob("*/seed*/metrics.json"))
 
 
+def test_clean_data_do_not_depend_on_the_initial_model_or_run_order():
+    """The observed data are the true model's: a faster initial model (a higher auto velocity bound) run first
+    in a process must not change the internal time step of the data the next scenario inverts."""
+    from jaxfwi.experiments import runner
+
+    slow, fast = ex.expand_grid(TINY, models=["synthetic:default"], inits=["smooth"], perturbs=[0, 30],
+                                methods=["adfwi"], seeds=[0])
+    runner._DATA_CACHE.clear()
+    alone = runner.prepare(slow)
+    runner._DATA_CACHE.clear()
+    after_fast = runner.prepare(fast)
+    assert after_fast.bounds[1] > alone.bounds[1]  # the two scenarios would pick different time steps
+    again = runner.prepare(slow)
+    runner._DATA_CACHE.clear()
+    assert np.array_equal(again.d_clean, alone.d_clean)
+    assert np.array_equal(after_fast.d_clean, alone.d_clean)
+
+
 def _empty(tmp_path):
     d = tmp_path / "nodata"
     d.mkdir()

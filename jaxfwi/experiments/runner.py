@@ -175,6 +175,12 @@ def _clean_data(key, v_true, dx, survey, fwd, max_vel):
     return _DATA_CACHE[key]
 
 
+def data_max_velocity(v_true) -> float:
+    """``max_vel`` (m/s) of the clean observed data: ``round(1.15 * max(v_true), 1)``, a function of the true
+    model alone, so a scenario's data never depend on its initial model or on the scenarios run before it."""
+    return round(1.15 * float(np.max(v_true)), 1)
+
+
 def _options(sc: Scenario) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in sc.options}
 
@@ -198,11 +204,15 @@ def prepare(sc: Scenario, data_dir=None) -> Setup:
     elif bounds is not None:
         bounds = tuple(float(b) for b in bounds)
     survey = _survey(preset)
-    from jaxfwi.inversion.config import MAX_VEL_MARGIN  # noqa: PLC0415
 
-    max_vel = bounds[1] if bounds else MAX_VEL_MARGIN * float(max(v_true.max(), v_init.max()))
-    key = (sc.model, sc.reduce, sc.acquisition, fwd["accuracy"])
-    d_clean = _clean_data(key, v_true, preset.dx, survey, fwd, max(max_vel, float(v_true.max())))
+    # The observed data are the true model's physics: their internal time step (set by max_vel) must not
+    # depend on the initial model or on which scenario filled the cache first. 1.15 x the true maximum,
+    # rounded as the auto bounds are, equals the auto upper bound whenever the initial model is not faster
+    # than the true one (before, the first scenario of a process set it for all that followed).
+    data_max_vel = data_max_velocity(v_true)
+    key = (sc.model, sc.reduce, sc.acquisition, fwd["accuracy"], fwd["pml_width"], fwd["free_surface"],
+           data_max_vel)
+    d_clean = _clean_data(key, v_true, preset.dx, survey, fwd, data_max_vel)
     return Setup(scenario=sc, preset=preset, freq_scale=freq_scale, v_true=v_true, v_init=v_init, survey=survey,
                  d_clean=d_clean, forward=fwd, bounds=bounds)
 
