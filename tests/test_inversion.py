@@ -519,3 +519,63 @@ def test_sharded_equals_single_device_and_schedules(subprocesses):
     # WECI + TV + multiscale compiled together: finite, bands split evenly over the epochs
     assert res["sched_finite"] and res["sched_reg_positive"], res
     assert res["sched_bands"] == [4.0, 4.0, 8.0, 8.0], res
+
+
+# --------------------------------------------------------------------------- shot-group gradient
+
+
+def _store_fits_at_most(monkeypatch, n_max):
+    """Make the memory rule store the wavefields of at most ``n_max`` shots (the tiny problem fits all)."""
+    from jaxfwi import devices
+
+    real = devices.default_store_wavefield
+    monkeypatch.setattr(devices, "default_store_wavefield",
+                        lambda shape, pml, acc, nt, n, *a, **k: n <= n_max and real(shape, pml, acc, nt, n, *a, **k))
+
+
+def test_shot_group_gradient_equals_the_stored_gradient(problem, params_of, monkeypatch):
+    """When the wavefields of all 3 shots do not fit but those of 2 do, make_loss's gradient runs a group of
+    2 shots and then the remaining shot (forward, misfit, adjoint each); value and gradient equal the
+    all-shots stored gradient, and the choice is recorded."""
+    from jaxfwi.inversion import make_loss
+
+    param = params_of("adfwi")
+    p0 = param.init(jax.random.key(0))
+    p0 = jax.tree_util.tree_map(lambda x: x + 40.0 * jnp.sin(jnp.arange(x.size).reshape(x.shape) / 3.0), p0)
+    plain = make_loss(param, problem["survey"], DX, forward_kwargs=FK)
+    assert plain.shot_group is None and plain.gradient["storage"] == "store"
+    _store_fits_at_most(monkeypatch, 2)
+    grouped = make_loss(param, problem["survey"], DX, forward_kwargs=FK)
+    assert grouped.shot_group == 2 and grouped.plan.store_wavefield and grouped.plan.shot_batch == 2
+    assert grouped.gradient["storage"] == "store per shot group"
+    _store_fits_at_most(monkeypatch, 0)
+    seg = make_loss(param, problem["survey"], DX, forward_kwargs=FK)
+    assert seg.shot_group is None and not seg.plan.store_wavefield and seg.gradient["storage"] == "segments"
+    assert seg.gradient["checkpoint"] == int(np.ceil(np.sqrt(seg.plan.nt_internal)))
+    lp, gp = jax.jit(jax.value_and_grad(plain))(p0, problem["d_obs"])
+    lg, gg = jax.jit(jax.value_and_grad(grouped))(p0, problem["d_obs"])
+    assert float(lg) == pytest.approx(float(lp), rel=1e-5)
+    assert float(grouped(p0, problem["d_obs"])) == pytest.approx(float(lp), rel=1e-5)  # undifferentiated: plain sum
+    a, b = np.asarray(gp["net"]["field"]), np.asarray(gg["net"]["field"])
+    assert np.abs(a).max() > 0
+    np.testing.assert_allclose(b, a, rtol=0, atol=1e-4 * np.abs(a).max())
+
+
+def test_fit_picks_shot_groups_when_a_batch_does_not_fit(problem, params_of, monkeypatch):
+    """fit and fit_seeds under a memory that holds 2 of the 3 shots' wavefields: one group of 2 + 1, the
+    same run as the all-shots stored gradient, and the choice in ``result.gradient``."""
+    param = params_of("adfwi")
+    kw = dict(epochs=3, learning_rate=20.0)
+    ref = _fit(problem, param, **kw)
+    assert ref.gradient["storage"] == "store" and ref.gradient["shot_group"] is None
+    _store_fits_at_most(monkeypatch, 2)
+    got = _fit(problem, param, **kw)
+    assert got.gradient == dict(ref.gradient, storage="store per shot group", shot_group=2)
+    np.testing.assert_allclose(got.history["loss"], ref.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(got.velocity, ref.velocity, rtol=0, atol=1e-2)
+    # two vmapped seeds need the wavefields of 2 x 3 shots: groups of 1 shot x 2 seeds fit
+    keys = jax.random.split(jax.random.key(0), 2)
+    many = fit_seeds(param, problem["d_obs"], problem["survey"], DX, keys=keys, v_true=problem["v_true"],
+                     forward_kwargs=FK, progress=False, **kw)
+    assert many.gradient["shot_group"] == 1
+    np.testing.assert_allclose(many.history["loss"][0], ref.history["loss"], rtol=1e-5)

@@ -47,7 +47,8 @@ from jaxfwi.inversion.config import (DIVERGE_FACTOR, FORWARD_OPTIONS, MAX_VEL_MA
                                      spacing)
 from jaxfwi.inversion.fingerprint import run_identity
 from jaxfwi.inversion.results import DivergenceError, InversionResult, NonFiniteLossError  # noqa: F401
-from jaxfwi.inversion.step import StepConfig, default_optimizer, make_fit_step, make_loss, set_learning_rate  # noqa: F401
+from jaxfwi.inversion.step import (StepConfig, default_optimizer, gradient_storage, gradient_summary,  # noqa: F401
+                                   make_fit_step, make_loss, set_learning_rate)
 from jaxfwi.physics import Survey
 
 __all__ = ["fit", "fit_seeds", "make_loss", "InversionResult", "DivergenceError", "NonFiniteLossError",
@@ -274,20 +275,6 @@ def _step_config(opts: FitConfig, param, survey, dx, fo, mesh, optimizer, with_m
     )
 
 
-def _gradient_storage(cfg: StepConfig, fo, plan, n_seeds, dtype):
-    """``checkpoint`` made explicit for a run: ``"store"`` when the wavefields of one training step
-    (a mini-batch per device, times the vmapped seeds) fit :func:`jaxfwi.devices.default_store_wavefield`,
-    else ``"sqrt"``; the plan updated to match."""
-    from jaxfwi import devices as _dev  # noqa: PLC0415
-
-    per_dev = cfg.batch // _shard.n_devices(cfg.mesh)
-    n = per_dev * (1 if n_seeds is None else n_seeds)
-    device = None if cfg.mesh is None else cfg.mesh.devices.flat[0]
-    store = _dev.default_store_wavefield(plan.shape, plan.pml, plan.accuracy, plan.nt_internal, n, dtype, device)
-    return (dataclasses.replace(fo, checkpoint="store" if store else "sqrt"),
-            dataclasses.replace(plan, store_wavefield=store, checkpoint=None if store else plan.checkpoint))
-
-
 def _check_memory(cfg: StepConfig, plan, n_seeds, n_receivers, dtype):
     from jaxfwi.physics.propagation import default_shot_batch  # noqa: PLC0415
 
@@ -296,7 +283,8 @@ def _check_memory(cfg: StepConfig, plan, n_seeds, n_receivers, dtype):
     group = cfg.forward.shot_batch or default_shot_batch(plan.shape, plan.pml, plan.accuracy, per_dev, dtype)
     mplan = dataclasses.replace(plan, shot_batch=None if group is None else min(int(group), per_dev))
     n_par = 1 if n_seeds is None else n_seeds
-    _memory.check_gradient_memory(mplan, per_dev * n_par, n_receivers, dtype,
+    alive = per_dev if cfg.shot_group is None else min(cfg.shot_group, per_dev)  # shots whose wavefields coexist
+    _memory.check_gradient_memory(mplan, alive * n_par, n_receivers, dtype,
                                   device=None if cfg.mesh is None else cfg.mesh.devices.flat[0])
 
 
@@ -331,9 +319,9 @@ def _run(param, d_obs, survey, dx, key, opts: FitConfig, *, n_seeds):
     cfg = _step_config(opts, param, survey, dx, fo, mesh, opt, v_true is not None)
     cfg_ident = cfg  # the fingerprint keeps the user's checkpoint option: storing or recomputing the
     # wavefield gives the same gradient (to float rounding), so a run resumes on a machine with other memory
-    if fo.checkpoint is None:  # store every wavefield if those of one step (all seeds) fit, else segments
-        fo, plan = _gradient_storage(cfg, fo, plan, n_seeds, dtype)
-        cfg = dataclasses.replace(cfg, forward=fo)
+    # store every wavefield if those of one step (all seeds) fit, else one shot group's, else segments
+    cfg, plan = gradient_storage(cfg, plan, n_seeds, dtype)
+    fo = cfg.forward
     if opts.memory_check:
         _check_memory(cfg, plan, n_seeds, survey.n_receivers, dtype)
     init, step = make_fit_step(cfg, seeds=n_seeds is not None, data_per_seed=data_per_seed)
@@ -359,7 +347,7 @@ def _run(param, d_obs, survey, dx, key, opts: FitConfig, *, n_seeds):
         res_metrics = _metrics.all_metrics(v, vt) if n_seeds is None else [_metrics.all_metrics(x, vt) for x in v]
     return InversionResult(params=params, velocity=v, history=_stack_history(loop.history, n_seeds),
                            metrics=res_metrics, snapshots=loop.snapshots, param=param, epochs=epochs_done,
-                           checkpoint=loop.ckpt_path)
+                           checkpoint=loop.ckpt_path, gradient=gradient_summary(cfg, plan))
 
 
 class _Loop:

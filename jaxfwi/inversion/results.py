@@ -50,6 +50,10 @@ class InversionResult:
       param: the :class:`~jaxfwi.models.Parameterization`.
       epochs: number of finished epochs.
       checkpoint: path of the last checkpoint written (or None).
+      gradient: how the gradient got its forward wavefields (chosen from the memory, see
+        :func:`jaxfwi.inversion.step.gradient_storage`): ``{"storage": "store" | "store per shot group"
+        | "segments", "checkpoint": the segment length or None, "shot_group": shots per group or None,
+        "dt_internal": s, "nt_internal": steps}``.
     """
     params: Any
     velocity: np.ndarray
@@ -59,6 +63,7 @@ class InversionResult:
     param: Any = None
     epochs: int = 0
     checkpoint: Optional[str] = None
+    gradient: Optional[dict] = None
 
     @property
     def n_seeds(self) -> Optional[int]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -37,10 +38,12 @@ from jaxfwi import devices as _devices
 from jaxfwi import metrics as _metrics
 from jaxfwi.inversion import objective as _obj
 from jaxfwi.inversion import sharding as _shard
+from jaxfwi.inversion.shot_groups import grouped_shot_sum
 from jaxfwi.inversion.config import ForwardOptions, batch_layout, resolve_forward, spacing
 from jaxfwi.physics import Survey, forward
 
-__all__ = ["StepConfig", "FitState", "make_fit_step", "make_loss", "default_optimizer", "set_learning_rate"]
+__all__ = ["StepConfig", "FitState", "make_fit_step", "make_loss", "default_optimizer", "set_learning_rate",
+           "gradient_storage", "gradient_summary"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +56,10 @@ class StepConfig:
     batch incl. padding, a multiple of the device count), ``n_batches``, ``updates``
     (optimizer updates per epoch), ``shuffle`` (random shot order), ``bands`` (multiscale
     low-pass cutoffs, Hz, or None), ``dt`` (s), ``clip_norm``, ``mesh`` (shot mesh or None),
-    ``with_metrics`` / ``with_ssim`` (metrics against ``v_true``)."""
+    ``with_metrics`` / ``with_ssim`` (metrics against ``v_true``), ``shot_group`` (None: the gradient
+    runs every shot's forward before the adjoints; an int: forward, misfit and adjoint one group of
+    this many shots at a time, each storing its wavefields, see
+    :mod:`jaxfwi.inversion.shot_groups` and :func:`gradient_storage`)."""
     optimizer: Any
     misfit: _obj.Misfit
     regularizer: Optional[_obj.Regularizer]
@@ -70,6 +76,7 @@ class StepConfig:
     mesh: Any = None
     with_metrics: bool = False
     with_ssim: bool = False
+    shot_group: Optional[int] = None
 
 
 class FitState(NamedTuple):
@@ -100,14 +107,69 @@ def _make_shots_loss(cfg: StepConfig) -> Callable:
     shot-parallel over ``cfg.mesh`` (idx and w sharded, the rest replicated)."""
     fk = cfg.forward.kwargs()
 
-    def local(v, idx, w, d_obs, survey, it, n_it, band):
+    def shots(v, idx, w, rest):
+        d_obs, survey, it, n_it, band = rest
         sub = survey.select(idx)
         d_s = forward(v, cfg.dx, sub, **fk)
         d_s = _obj.apply_band(d_s, band, cfg.bands, cfg.dt)
         d_o = _obj.apply_band(d_obs[idx], band, cfg.bands, cfg.dt)
         return _obj.shots_misfit(cfg.misfit, d_s, d_o.astype(d_s.dtype), w.astype(d_s.dtype), it, n_it)
 
+    def local(v, idx, w, d_obs, survey, it, n_it, band):
+        rest = (d_obs, survey, it, n_it, band)
+        if cfg.shot_group is None:
+            return shots(v, idx, w, rest)
+        return grouped_shot_sum(shots, cfg.shot_group, v, idx, w, rest)
+
     return _shard.sharded_sum(local, cfg.mesh, sharded_argnums=(1, 2), n_args=8)
+
+
+def gradient_storage(cfg: StepConfig, plan, n_seeds=None, dtype=np.float32):
+    """``(cfg, plan)`` with the gradient's storage made explicit when ``cfg.forward.checkpoint`` is None.
+
+    * ``"store"`` when the wavefields of one training step (a mini-batch per device, times the vmapped
+      seeds) fit :func:`jaxfwi.devices.default_store_wavefield`: one forward and one adjoint pass;
+    * else ``"store"`` one shot group at a time (``cfg.shot_group``, :mod:`~jaxfwi.inversion.shot_groups`)
+      when a group's wavefields fit: the largest group up to the cache-sized default
+      (:func:`jaxfwi.devices.default_shot_batch`, or the ``shot_batch`` forward option) that fits;
+    * else ``"sqrt"`` segments (one forward pass more, ~``2 sqrt(nt)`` wavefields a shot).
+
+    The plan is updated to match (``store_wavefield``; ``shot_batch`` = the group)."""
+    fo = cfg.forward
+    if fo.checkpoint is not None:
+        return cfg, plan
+    per_dev = cfg.batch // _shard.n_devices(cfg.mesh)
+    n_par = 1 if n_seeds is None else int(n_seeds)
+    device = None if cfg.mesh is None else cfg.mesh.devices.flat[0]
+
+    def fits(k):
+        return _devices.default_store_wavefield(plan.shape, plan.pml, plan.accuracy, plan.nt_internal, k * n_par,
+                                                dtype, device)
+
+    group = None
+    if fits(per_dev):
+        store = True
+    else:
+        g = fo.shot_batch or _devices.default_shot_batch(plan.shape, plan.pml, plan.accuracy, per_dev, dtype,
+                                                         device=device) or per_dev
+        g = min(int(g), per_dev - 1)
+        while g >= 1 and not fits(g):
+            g -= 1
+        store = g >= 1
+        group = g if store else None
+    fo = dataclasses.replace(fo, checkpoint="store" if store else "sqrt")
+    seg = None if store else (plan.checkpoint or max(1, math.ceil(math.sqrt(plan.nt_internal))))  # "sqrt"
+    plan = dataclasses.replace(plan, store_wavefield=store, checkpoint=seg,
+                               shot_batch=group or plan.shot_batch)
+    return dataclasses.replace(cfg, forward=fo, shot_group=group), plan
+
+
+def gradient_summary(cfg: StepConfig, plan) -> dict:
+    """The storage :func:`gradient_storage` chose, as a small JSON-able dict (``InversionResult.gradient``)."""
+    seg = None if plan.store_wavefield else plan.checkpoint
+    storage = "segments" if not plan.store_wavefield else ("store" if cfg.shot_group is None else "store per shot group")
+    return {"storage": storage, "checkpoint": None if seg is None else int(seg),
+            "shot_group": cfg.shot_group, "dt_internal": float(plan.dt_internal), "nt_internal": int(plan.nt_internal)}
 
 
 def _batch_loss(cfg, shots_loss, param, params, idx, w, rw, d_obs, survey, epoch, it, n_it, band):
@@ -248,8 +310,10 @@ def make_loss(param, survey: Survey, dx, *, misfit="l2", regularizer=None, multi
     The same loss ``fit`` minimises for one full batch of shots (misfit summed over shots,
     plus the regulariser; multiscale band and schedules from ``epoch / n_epochs``), jit- and
     grad-able, sharded over ``devices`` like ``fit``. ``forward_kwargs`` as in :func:`fit`
-    (``max_vel`` defaults to 1.25 x the initial model's maximum)."""
-    fo, _ = resolve_forward(forward_kwargs, param, survey, dx, max_vel=max_vel, strict=False, warn=False)
+    (``max_vel`` defaults to 1.25 x the initial model's maximum). Its gradient stores the wavefields as
+    ``fit``'s does (:func:`gradient_storage`): ``loss.plan`` and ``loss.shot_group`` record the choice.
+    With ``loss.shot_group`` set the loss is reverse-differentiable only (no ``jax.jvp``)."""
+    fo, plan = resolve_forward(forward_kwargs, param, survey, dx, max_vel=max_vel, strict=False, warn=False)
     mesh = _shard.shot_mesh(devices)
     bsz, _, _ = batch_layout(survey.n_shots, None, 1, _shard.n_devices(mesh))
     dx_t = spacing(dx, len(param.shape))
@@ -257,6 +321,7 @@ def make_loss(param, survey: Survey, dx, *, misfit="l2", regularizer=None, multi
                      regularizer=_obj.resolve_regularizer(regularizer, spacing=dx_t), dx=dx_t, forward=fo,
                      n_shots=survey.n_shots, batch=bsz, bands=_obj.resolve_bands(multiscale, survey.dt),
                      dt=survey.dt, mesh=mesh)
+    cfg, plan = gradient_storage(cfg, plan, None, np.asarray(param.m0).dtype)
     shots_loss = _make_shots_loss(cfg)
     n = survey.n_shots
     idx = jnp.asarray(np.where(np.arange(bsz) < n, np.arange(bsz), 0), jnp.int32)
@@ -269,4 +334,7 @@ def make_loss(param, survey: Survey, dx, *, misfit="l2", regularizer=None, multi
                                n_epochs, band)
         return total
 
+    loss.plan = plan  # how the gradient gets its wavefields: plan.store_wavefield, plan.shot_batch
+    loss.shot_group = cfg.shot_group  # shots per forward-misfit-adjoint group (None: all shots at once)
+    loss.gradient = gradient_summary(cfg, plan)
     return loss
