@@ -118,6 +118,9 @@ def test_clean_data_do_not_depend_on_the_initial_model_or_run_order():
     runner._DATA_CACHE.clear()
     assert np.array_equal(again.d_clean, alone.d_clean)
     assert np.array_equal(after_fast.d_clean, alone.d_clean)
+    cached = runner._clean_data(("k",), alone.v_true, alone.dx, alone.survey, alone.forward, alone.bounds[1])
+    runner._DATA_CACHE.clear()
+    assert not cached.flags.writeable  # shared by every scenario of the process
 
 
 def _empty(tmp_path):
@@ -239,3 +242,14 @@ def test_cli_parsers(runs, tmp_path, capsys):
                               "--figures", "none"])
     out = args.func(args)
     assert Path(out["markdown"]).exists() and out["figures"] == []
+
+
+def test_cached_constants_are_read_only():
+    """The arrays cached for every later run of the process (a model's fixed latent, the clean observed
+    data) cannot be changed in place by one run for the others."""
+    from jaxfwi.models.generator import _latent_vector
+    from jaxfwi.models.unet import fixed_latent
+
+    for a in (fixed_latent((8, 12), 0, 1.5, None), _latent_vector(16, 0)):
+        with pytest.raises(ValueError, match="read-only"):
+            a[0] = 1.0

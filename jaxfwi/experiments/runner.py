@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -171,7 +172,9 @@ def _clean_data(key, v_true, dx, survey, fwd, max_vel):
         if len(_DATA_CACHE) >= 4:
             _DATA_CACHE.pop(next(iter(_DATA_CACHE)))
         with _expected_warnings():
-            _DATA_CACHE[key] = np.asarray(jaxfwi.forward(v_true, dx, survey, max_vel=max_vel, **fwd))
+            d = np.array(jaxfwi.forward(v_true, dx, survey, max_vel=max_vel, **fwd))
+            d.setflags(write=False)  # shared by every scenario of the process: no caller may change it in place
+            _DATA_CACHE[key] = d
     return _DATA_CACHE[key]
 
 
@@ -211,7 +214,7 @@ def prepare(sc: Scenario, data_dir=None) -> Setup:
     # than the true one (before, the first scenario of a process set it for all that followed).
     data_max_vel = data_max_velocity(v_true)
     key = (sc.model, sc.reduce, sc.acquisition, fwd["accuracy"], fwd["pml_width"], fwd["free_surface"],
-           data_max_vel)
+           data_max_vel, hashlib.sha1(np.ascontiguousarray(v_true).tobytes()).hexdigest())  # the model's values too
     d_clean = _clean_data(key, v_true, preset.dx, survey, fwd, data_max_vel)
     return Setup(scenario=sc, preset=preset, freq_scale=freq_scale, v_true=v_true, v_init=v_init, survey=survey,
                  d_clean=d_clean, forward=fwd, bounds=bounds)

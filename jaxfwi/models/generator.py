@@ -17,7 +17,9 @@ Array = jax.Array
 
 @functools.lru_cache(maxsize=32)
 def _latent_vector(dim: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(dim)
+    z = np.random.default_rng(seed).standard_normal(dim)
+    z.setflags(write=False)  # cached and shared between runs: read-only
+    return z
 
 
 class Generator(nn.Module):

@@ -27,7 +27,9 @@ def fixed_latent(shape: tuple[int, ...], seed: int, smoothness: float,
     """
     noise = np.random.default_rng(seed).standard_normal(shape)
     p = matern_spectrum_np(shape, smoothness, length_scale)
-    return np.fft.ifftn(np.fft.fftn(noise) * np.sqrt(p)).real
+    z = np.ascontiguousarray(np.fft.ifftn(np.fft.fftn(noise) * np.sqrt(p)).real)
+    z.setflags(write=False)  # cached and shared: read-only, so no caller can change another run's latent
+    return z
 
 
 NORMS = ("none", "instance")
