@@ -22,6 +22,7 @@ def test_gradient_over_forward_pairs_rows_of_the_same_code_and_layout(propagator
         dict(code="jaxfwi", mode="forward", checkpoint="None", median_s=0.5),
         dict(code="jaxfwi", mode="grad", checkpoint="sqrt", median_s=9.0),  # forced segments: not the default
         dict(code="jaxfwi", mode="grad", checkpoint="None", median_s=1.5),
+        dict(code="jaxfwi", mode="grad-fit", checkpoint="None", median_s=1.25),  # fit's loss: shot groups
         dict(code="jaxfwi", mode="forward", checkpoint="2 procs x 1 thread", median_s=0.4),
         dict(code="jaxfwi", mode="grad", checkpoint="2 procs x 1 thread", median_s=1.0),
         dict(code="devito", mode="forward", checkpoint="2 threads", median_s=2.0),
@@ -31,4 +32,23 @@ def test_gradient_over_forward_pairs_rows_of_the_same_code_and_layout(propagator
     ]
     got = {(r["code"], r["layout"]): r["ratio"] for r in propagator.gradient_over_forward(rows)}
     assert got == {("jaxfwi", "1 process"): pytest.approx(3.0), ("jaxfwi", "2 procs x 1 thread"): pytest.approx(2.5),
+                   ("jaxfwi (fit's loss)", "1 process"): pytest.approx(2.5),
                    ("deepwave", "1 process"): pytest.approx(8.0)}
+
+
+def test_discrepancy_stopping_epochs():
+    """benchmarks/discrepancy.py: the first epoch whose misfit reaches tau x the noise floor, and the model
+    MSE after the epoch before it (the misfit of epoch e is evaluated before its update)."""
+    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import numpy as np
+
+    meta = {"dir_name": "a__b__c__d", "seeds": {"0": {"metrics": {"initial": {"mse": 1.0}}}}}
+    arrays = {"seed0/history/misfit": np.array([5.0, 4.0, 3.0, 2.0, 1.9]),
+              "seed0/history/mse": np.array([0.9, 0.8, 0.7, 0.75, 0.8])}
+    (row,) = mod.stopping_table(meta, arrays, {0: 2.0}, [1.0, 1.5, 0.5])
+    assert row["stop_epoch_tau1"] == 3 and row["stop_mse_tau1"] == 0.7
+    assert row["stop_epoch_tau1.5"] == 2 and row["stop_mse_tau1.5"] == 0.8
+    assert row["stop_epoch_tau0.5"] is None and row["stop_mse_tau0.5"] is None
+    assert row["best_epoch"] == 3 and row["best_mse"] == 0.7 and row["final_mse"] == 0.8

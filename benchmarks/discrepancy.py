@@ -1,0 +1,117 @@
+"""When would a data-only stopping rule have stopped a recorded run? The discrepancy principle.
+
+The FAD-FWI block at the paper's 2000 epochs (noise 0.5 sigma0 + high-pass) fits the noise: from the
+exact profile both methods reach their best model near epoch 400 and end worse than the initial one
+(`benchmarks/results/README.md`). The model error is not known in practice; the noise level is (or can
+be estimated). Morozov's discrepancy principle stops at the first epoch whose data misfit falls to
+``tau`` times the misfit the *true* model has against the same noisy data (the noise floor).
+
+For every record given (default: the 2000-epoch FAD records), this script rebuilds each seed's noisy,
+filtered observed data exactly as the runner made them (`jaxfwi.experiments.runner.prepare` /
+`observed_data`), evaluates the run's own loss (`jaxfwi.inversion.make_loss`, the run's misfit, forward
+options and time step) at the true model, and reads the run's recorded per-epoch misfit and model MSE:
+the epoch where ``misfit <= tau * floor`` first holds and the MSE there, beside the best and the final
+MSE. Needs the benchmark model files (``--data``); prints a table and writes JSON.
+
+    python benchmarks/discrepancy.py --data ../shared/data
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_RECORDS = os.path.join(HERE, "results", "fad", "records", "*__e2000__*.npz")
+
+
+def noise_floor(meta: dict, data_dir) -> dict:
+    """``{seed: misfit of the true model}`` for the run of a record, with the run's loss and data."""
+    import jax
+
+    from jaxfwi import models
+    from jaxfwi.experiments import runner
+    from jaxfwi.experiments.config import Scenario
+    from jaxfwi.inversion import make_loss
+
+    sj = meta["scenario_json"]["scenario"]
+    seeds = sorted(int(s) for s in meta["seeds"])
+    sc = Scenario(**{**sj, "acquisition": tuple(tuple(a) for a in sj["acquisition"]),
+                     "options": tuple(tuple(a) for a in sj["options"]), "seed": seeds[0]})
+    setup = runner.prepare(sc, data_dir)
+    d_obs, survey, info = runner.observed_data(setup, seeds)
+    kw = runner._invert_kwargs(setup, info)
+    fwd = {k: kw[k] for k in ("accuracy", "pml_width", "free_surface", "max_vel") if k in kw}
+    param = models.build("adfwi", setup.v_true, bounds=None)  # the grid at the true model: v = v_true
+    with runner._expected_warnings():
+        loss = make_loss(param, survey, setup.dx, misfit=kw.get("misfit", "l2"), forward_kwargs=fwd)
+        p0 = param.init(jax.random.key(0))
+        f = jax.jit(loss)
+        d = np.asarray(d_obs)
+        per_seed = d.ndim == 4
+        return {s: float(f(p0, d[i] if per_seed else d)) for i, s in enumerate(seeds)}
+
+
+def stopping_table(meta: dict, arrays: dict, floors: dict, taus) -> list:
+    rows = []
+    for s, floor in floors.items():
+        h = {k.split("/")[-1]: v for k, v in arrays.items() if k.startswith(f"seed{s}/history/")}
+        mis, mse = np.asarray(h["misfit"], float), np.asarray(h["mse"], float)
+        init_mse = meta["seeds"][str(s)]["metrics"]["initial"]["mse"]
+        row = dict(record=meta["dir_name"], seed=s, floor=floor, misfit_start=float(mis[0]), misfit_end=float(mis[-1]),
+                   initial_mse=init_mse, best_mse=float(mse.min()), best_epoch=int(np.argmin(mse)) + 1,
+                   final_mse=float(mse[-1]), epochs=int(len(mse)))
+        for tau in taus:
+            hit = np.nonzero(mis <= tau * floor)[0]
+            e = int(hit[0]) if hit.size else None  # misfit of epoch e is at the model before its update
+            row[f"stop_epoch_tau{tau:g}"] = None if e is None else e
+            row[f"stop_mse_tau{tau:g}"] = None if e is None else float(mse[e - 1] if e > 0 else init_mse)
+        rows.append(row)
+    return rows
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("records", nargs="*", help=f"record files (default: {os.path.relpath(DEFAULT_RECORDS)})")
+    p.add_argument("--data", default=os.environ.get("JAXFWI_DATA"), help="folder of the benchmark models")
+    p.add_argument("--tau", nargs="+", type=float, default=[1.0, 1.1])
+    p.add_argument("--out", default=os.path.join(HERE, "out", "discrepancy.json"))
+    a = p.parse_args(argv)
+    from jaxfwi.experiments.records import read_record
+    from jaxfwi.experiments.runner import DataMissing
+
+    paths = a.records or sorted(glob.glob(DEFAULT_RECORDS))
+    if not paths:
+        print("no records found", file=sys.stderr)
+        return 1
+    rows = []
+    for path in paths:
+        meta, arrays = read_record(path)
+        try:
+            floors = noise_floor(meta, a.data)
+        except DataMissing as e:
+            print(f"skipped {os.path.basename(path)}: {e}", file=sys.stderr)
+            continue
+        rows += stopping_table(meta, arrays, floors, a.tau)
+    cols = ["seed", "floor", "misfit_end", "initial_mse", "best_mse", "best_epoch", "final_mse"]
+    for tau in a.tau:
+        cols += [f"stop_epoch_tau{tau:g}", f"stop_mse_tau{tau:g}"]
+    print("| record | " + " | ".join(cols) + " |")
+    print("|---" * (len(cols) + 1) + "|")
+    for r in rows:
+        name = r["record"].split("__")
+        cells = [f"{x:.4g}" if isinstance(x, float) else str(x) for x in (r[c] for c in cols)]
+        print(f"| {name[1]} {name[3]} | " + " | ".join(cells) + " |")
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as fh:
+        json.dump({"tau": a.tau, "rows": rows}, fh, indent=1)
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
