@@ -579,3 +579,26 @@ def test_fit_picks_shot_groups_when_a_batch_does_not_fit(problem, params_of, mon
                      forward_kwargs=FK, progress=False, **kw)
     assert many.gradient["shot_group"] == 1
     np.testing.assert_allclose(many.history["loss"][0], ref.history["loss"], rtol=1e-5)
+
+
+# --------------------------------------------------------------------------- discrepancy stop
+
+
+def test_stop_misfit_stops_at_the_first_epoch_that_reaches_it_and_stays_stopped(problem, params_of, tmp_path):
+    param = params_of("adfwi")
+    ref = _fit(problem, param, epochs=6, learning_rate=20.0)
+    mis = ref.history["misfit"]
+    stop = float(mis[3])
+    want = int(np.nonzero(mis <= stop)[0][0]) + 1  # epochs done when the first such epoch has run
+    assert want < 6
+    got = _fit(problem, param, epochs=6, learning_rate=20.0, stop_misfit=stop, checkpoint_dir=tmp_path)
+    assert got.epochs == want and len(got.history["misfit"]) == want
+    np.testing.assert_allclose(got.history["loss"], ref.history["loss"][:want], rtol=1e-6)
+    again = _fit(problem, param, epochs=6, learning_rate=20.0, stop_misfit=stop, checkpoint_dir=tmp_path)
+    assert again.epochs == want
+    np.testing.assert_array_equal(again.velocity, got.velocity)
+    more = _fit(problem, param, epochs=6, learning_rate=20.0, checkpoint_dir=tmp_path)  # no stop: runs on
+    assert more.epochs == 6
+    np.testing.assert_allclose(more.velocity, ref.velocity, rtol=0, atol=1e-2)
+    with pytest.raises(ValueError, match="stop_misfit=-1.0"):
+        _fit(problem, param, epochs=6, stop_misfit=-1.0)

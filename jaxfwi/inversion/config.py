@@ -79,6 +79,7 @@ class FitConfig:
     method: Optional[str] = None
     diverge_factor: Optional[float] = DIVERGE_FACTOR
     memory_check: bool = True
+    stop_misfit: Optional[float] = None
 
     @classmethod
     def names(cls) -> tuple:
@@ -108,6 +109,16 @@ class FitConfig:
             if not (c > 0 and math.isfinite(c)):
                 raise ValueError(f"clip_norm={self.clip_norm!r} must be a positive, finite gradient norm (or None).")
             object.__setattr__(self, "clip_norm", c)
+        if self.stop_misfit is not None:
+            try:
+                sm = float(self.stop_misfit)
+            except (TypeError, ValueError):
+                sm = float("nan")
+            if not (sm > 0 and math.isfinite(sm)):
+                raise ValueError(f"stop_misfit={self.stop_misfit!r} must be a positive, finite misfit (the data misfit "
+                                 "at which to stop, e.g. the misfit of the noise: 0.5 * n_samples * sigma**2 for the "
+                                 "l2 misfit and white noise of std sigma), or None to run every epoch.")
+            object.__setattr__(self, "stop_misfit", sm)
         if self.diverge_factor is not None:
             f = float(self.diverge_factor)
             if not f > 1:

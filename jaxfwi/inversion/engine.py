@@ -63,7 +63,7 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
         multiscale=None, clip_norm=None, v_true=None, checkpoint_dir=None, checkpoint_every: int = 10,
         resume=True, progress: bool = True, forward_kwargs=None, params=None, callback=None,
         snapshot_params_every=None, devices=None, method=None, diverge_factor=DIVERGE_FACTOR,
-        memory_check: bool = True) -> InversionResult:
+        memory_check: bool = True, stop_misfit=None) -> InversionResult:
     """Invert ``d_obs`` for the params of a velocity parameterisation.
 
     Args:
@@ -120,6 +120,13 @@ def fit(param, d_obs, survey: Survey, dx, *, epochs: int, key, optimizer=None, l
       memory_check: estimate the memory of one mini-batch gradient before compiling
         (:mod:`jaxfwi.inversion.memory`) and raise ``GradientMemoryError`` if it exceeds the
         device's free memory.
+      stop_misfit: stop after the first epoch whose data misfit (``history["misfit"]``, summed over the
+        epoch's batches, evaluated before the epoch's update; with several seeds: every seed's) is at most
+        this value: Morozov's discrepancy principle, with ``stop_misfit`` = tau x the misfit of the noise
+        (for the l2 misfit and white noise of std sigma, ``0.5 * n_samples * sigma**2``; after filtering,
+        the misfit of a reference model against the data). ``result.epochs`` says where it stopped;
+        a resumed run that had stopped stays stopped. Not part of the run's fingerprint (like ``epochs``).
+        ``benchmarks/discrepancy.py`` shows how sensitive the stop is to the noise level.
 
     Returns:
       :class:`InversionResult`. ``history`` also holds ``v_min`` / ``v_max`` (m/s) of the model
@@ -398,8 +405,10 @@ class _Loop:
         epochs, ckdir = o.epochs, o.checkpoint_dir
         if o.callback is not None and start == 0:
             o.callback(0, state[0])
-        bar = _progress(start, epochs, o.progress, "fwi" if n_seeds is None else f"fwi x{n_seeds}")
         epochs_done = start
+        if self.reached_stop_misfit(self.history[-1] if self.history else None):
+            return state, epochs_done  # resumed after the discrepancy stop: stay stopped
+        bar = _progress(start, epochs, o.progress, "fwi" if n_seeds is None else f"fwi x{n_seeds}")
         prev_state = None
         try:
             for e in range(start, epochs):
@@ -427,7 +436,8 @@ class _Loop:
                         post["mse"] = f"{float(np.mean(rec['mse'])):.4g}"
                     bar.set_postfix(post, refresh=False)
                     bar.update(1)
-                if o.callback is not None and o.callback(epochs_done, state[0]):
+                stop = self.reached_stop_misfit(rec)
+                if (o.callback is not None and o.callback(epochs_done, state[0])) or stop:
                     if ckdir is not None and epochs_done % o.checkpoint_every and epochs_done != epochs:
                         self.ckpt_path, self.ckpt_epochs = self.save(state, epochs_done), epochs_done
                     break
@@ -441,6 +451,11 @@ class _Loop:
             if bar is not None:
                 bar.close()
         return state, epochs_done
+
+    def reached_stop_misfit(self, rec) -> bool:
+        """Whether the epoch record ``rec`` (or None) meets ``stop_misfit`` (every seed's misfit)."""
+        sm = self.opts.stop_misfit
+        return sm is not None and rec is not None and bool(np.all(np.asarray(rec["misfit"]) <= sm))
 
     def diverged(self, problem, e, start, state, prev_state):
         """Keep the last good state (in the checkpoint) and raise :class:`DivergenceError`."""

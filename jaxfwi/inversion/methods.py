@@ -79,7 +79,7 @@ def invert(d_obs, survey, dx, v_init, method: str = "ig-fwi", epochs: int = 300,
           ``misfit``, ``regularizer``, ``multiscale``, ``shot_batch``, ``updates_per_epoch``,
           ``shot_order``, ``clip_norm``, ``v_true``, ``checkpoint_dir``, ``checkpoint_every``,
           ``resume``, ``progress``, ``params``, ``callback``, ``snapshot_params_every``, ``devices``,
-          ``diverge_factor``, ``memory_check`` (see :func:`~jaxfwi.inversion.fit`);
+          ``diverge_factor``, ``memory_check``, ``stop_misfit`` (see :func:`~jaxfwi.inversion.fit`);
         - forward options: ``accuracy`` (8), ``pml_width`` (20), ``free_surface`` (False),
           ``max_vel``, ``pml_freq``, ``checkpoint``, ``cfl``, ``substeps`` (or ``forward_kwargs=``);
         - ``pretrain=steps`` (and ``pretrain_lr``): fit the network to ``v_init`` first (L1,
