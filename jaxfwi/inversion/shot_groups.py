@@ -46,19 +46,13 @@ def grouped_shot_sum(fn: Callable, group: int, v, idx, w, rest):
     return fn(v, idx, w, rest)
 
 
-def _value_and_grad(fn, v, idx, w, rest):
-    loss, pull = jax.vjp(lambda vv: fn(vv, idx, w, rest), v)
-    (g,) = pull(jnp.ones_like(loss))
-    return loss, g
-
-
 def _fwd(fn, group, v, idx, w, rest):
     n = idx.shape[0]
     group = max(1, min(int(group), n))
     n_full, rem = divmod(n, group)
 
     def body(carry, xs):
-        loss, g = _value_and_grad(fn, v, xs[0], xs[1], rest)
+        loss, g = jax.value_and_grad(lambda vv: fn(vv, xs[0], xs[1], rest))(v)
         return (carry[0] + loss, carry[1] + g), None
 
     loss0 = jax.eval_shape(lambda: fn(v, idx[:1], w[:1], rest))
