@@ -181,3 +181,14 @@ def test_half_block_e_reuses_the_denorm_runs_of_blocks_a_and_c():
     assert {sc for sc in e if sc.strategy == "denorm"} <= ac
     assert not {sc for sc in e if sc.strategy == "pretrain"} & ac
     assert {sc.epochs for sc in e} == {500} and {sc.method for sc in e} == {"ifwi"}
+
+
+def test_perturbs_selects_fad_scenarios_in_the_given_order():
+    """--perturbs 30 -30 runs block I's +30 % scenarios before the -30 % ones; a value no block holds exits."""
+    repro = _reproduce()
+    scs = repro.scenarios(["I"], suite="fad", seeds=[0])
+    picked = repro._only_perturbs(repro._only_methods(scs, "fad-fwi"), [30, -30])
+    assert [(sc.perturb, sc.method) for sc in picked] == [(30.0, "fad-fwi"), (-30.0, "fad-fwi")]
+    repro._check_perturbs([30, -10], scs)      # both are in block I
+    with pytest.raises(SystemExit, match=r"--perturbs 20: .* -30, -10, 10, 30"):
+        repro._check_perturbs([20], scs)
