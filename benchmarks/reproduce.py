@@ -295,6 +295,60 @@ def update_spectra(runs, out_path, cut=0.5):
     return rows
 
 
+def curves_by_start(records_dir, out_path, epochs, dpi=80):
+    """One panel per initial model: model MSE along the run of every method in the records of
+    ``records_dir`` that ran ``epochs`` epochs (seed mean as a line, the seeds' range shaded) and the
+    initial model's MSE (dashed). Panels are ordered by the initial model's perturbation. Returns the
+    panel titles, or [] when no record ran that many epochs (nothing is written then)."""
+    import json
+
+    import numpy as np
+
+    curves = {}   # init label -> method -> [seeds, epochs]
+    start = {}
+    order = {}
+    for f in sorted(Path(records_dir).glob("*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            sc = meta["scenario_json"]["scenario"]
+            if int(sc["epochs"]) != int(epochs):
+                continue
+            seeds = sorted(meta["seeds"], key=int)
+            first = meta["seeds"][seeds[0]]["metrics"]
+            init = first["labels"]["init"]
+            curves.setdefault(init, {})[sc["method"]] = np.stack([z[f"seed{s}/history/mse"] for s in seeds])
+            start[init] = float(first["initial"]["mse"])
+            order[init] = float(sc.get("perturb", 0.0))
+    if not curves:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    inits = sorted(curves, key=lambda k: (abs(order[k]), order[k], k))
+    ncol = min(4, len(inits))
+    nrow = -(-len(inits) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.6 * ncol, 2.8 * nrow), squeeze=False)
+    for ax, init in zip(axes.flat, inits):
+        for j, (method, h) in enumerate(sorted(curves[init].items())):
+            ep = np.arange(1, h.shape[1] + 1)
+            ax.plot(ep, h.mean(0), color=f"C{j}", lw=1.2, label=f"{method} ({h.shape[0]} seeds)")
+            ax.fill_between(ep, h.min(0), h.max(0), color=f"C{j}", alpha=0.25, lw=0)
+        ax.axhline(start[init], color="k", ls="--", lw=0.8, label="initial model")
+        ax.set_title(init, fontsize=9)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("model MSE (km/s)$^2$", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(inits):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=dpi)
+    plt.close(fig)
+    return inits
+
+
 def _has_runs(runs) -> bool:
     from jaxfwi.experiments import collect
 
@@ -358,6 +412,10 @@ def _report(suite, cfg, args, kw):
     if suite != "synthetic":
         update_spectra(src, out / "spectra.md")
         print("wrote", out / "spectra.md")
+    if suite == "fad" and n_rec:
+        fig = out / "fig_mse_by_start_e2000.png"
+        if curves_by_start(records, fig, 2000):
+            print("wrote", fig)
     return True
 
 

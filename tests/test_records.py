@@ -192,3 +192,13 @@ def test_perturbs_selects_fad_scenarios_in_the_given_order():
     repro._check_perturbs([30, -10], scs)      # both are in block I
     with pytest.raises(SystemExit, match=r"--perturbs 20: .* -30, -10, 10, 30"):
         repro._check_perturbs([20], scs)
+
+
+def test_curves_by_start_draws_one_panel_per_initial_model(tmp_path):
+    """The FAD report's MSE-by-start figure: a panel per initial model of the records that ran the given
+    number of epochs; none (and no file) for an epoch count no record has."""
+    repro = _reproduce()
+    panels = repro.curves_by_start(SYN / "records", tmp_path / "f.png", 6)
+    assert panels == ["constant", "smooth"] and (tmp_path / "f.png").stat().st_size > 1000
+    assert repro.curves_by_start(SYN / "records", tmp_path / "g.png", 7) == []
+    assert not (tmp_path / "g.png").exists()
