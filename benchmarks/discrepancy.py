@@ -56,7 +56,10 @@ def noise_floor(meta: dict, data_dir) -> dict:
         return {s: float(f(p0, d[i] if per_seed else d)) for i, s in enumerate(seeds)}
 
 
-def stopping_table(meta: dict, arrays: dict, floors: dict, taus) -> list:
+def stopping_table(meta: dict, arrays: dict, floors: dict, taus, at=(300,)) -> list:
+    """One row per seed: the noise floor, the misfit at the start and end, the model MSE initially, at its
+    best (and that epoch), at the epochs ``at`` (``mse_at<E>``, when the run got that far), at the end, and
+    per ``tau`` the discrepancy-stop epoch and the MSE there (None: the misfit never reached the floor)."""
     rows = []
     for s, floor in floors.items():
         h = {k.split("/")[-1]: v for k, v in arrays.items() if k.startswith(f"seed{s}/history/")}
@@ -65,6 +68,7 @@ def stopping_table(meta: dict, arrays: dict, floors: dict, taus) -> list:
         row = dict(record=meta["dir_name"], seed=s, floor=floor, misfit_start=float(mis[0]), misfit_end=float(mis[-1]),
                    initial_mse=init_mse, best_mse=float(mse.min()), best_epoch=int(np.argmin(mse)) + 1,
                    final_mse=float(mse[-1]), epochs=int(len(mse)))
+        row.update({f"mse_at{e}": float(mse[e - 1]) for e in at if len(mse) >= e})
         for tau in taus:
             hit = np.nonzero(mis <= tau * floor)[0]
             e = int(hit[0]) if hit.size else None  # misfit of epoch e is at the model before its update
@@ -74,12 +78,63 @@ def stopping_table(meta: dict, arrays: dict, floors: dict, taus) -> list:
     return rows
 
 
+def _start_and_method(record: str):
+    """(perturbation in percent, initial-model label, method) from a record name
+    ``<model>__<init>__<data>__<method>__...``."""
+    import re
+
+    parts = record.split("__")
+    m = re.search(r"([+-]\d+(?:\.\d+)?)pc$", parts[1])
+    return (float(m.group(1)) if m else 0.0), parts[1], parts[3]
+
+
+def summary_markdown(rows: list, tau: float = 1.0, at: int = 300) -> str:
+    """The per-start table of the README (section "At the paper's 2000 epochs"): per initial model and
+    method, the model MSE at epoch ``at``, at its best along the run (seed mean; the seeds' best epochs), at the
+    discrepancy stop with ``tau`` (mean ± std; the stop epochs; "never" / "k of n never") and at the end,
+    mean ± std over the seeds. Rows ordered by |perturbation|, then sign."""
+    groups, inits, methods = {}, {}, []
+    for r in rows:
+        p, init, method = _start_and_method(r["record"])
+        groups.setdefault((init, method), []).append(r)
+        inits[init] = (abs(p), p, init)
+        methods += [method] if method not in methods else []
+    ms = lambda a: f"{np.mean(a):.3f} ± {np.std(a):.3f}"
+    head = ["initial model", "initial"]
+    for m in methods:
+        head += [f"{m} @{at}", f"{m} best (epochs)", f"{m} at stop (epochs)", f"{m} final"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for init in sorted(inits, key=inits.get):
+        first = next(g for (i, _), g in groups.items() if i == init)
+        cells = [init, f"{first[0]['initial_mse']:.4f}"]
+        for m in methods:
+            g = groups.get((init, m))
+            if not g:
+                cells += ["not run"] * 4
+                continue
+            key_e, key_m = f"stop_epoch_tau{tau:g}", f"stop_mse_tau{tau:g}"
+            never = sum(r.get(key_e) is None for r in g)
+            if never:
+                stop = "never" if never == len(g) else f"{never} of {len(g)} never"
+            else:
+                e = [r[key_e] for r in g]
+                stop = f"{ms([r[key_m] for r in g])} ({min(e)}-{max(e)})"
+            be = [r["best_epoch"] for r in g]
+            cells += [ms([r[f"mse_at{at}"] for r in g]) if all(f"mse_at{at}" in r for r in g) else "-",
+                      f"{np.mean([r['best_mse'] for r in g]):.3f} ({min(be)}-{max(be)})", stop,
+                      ms([r["final_mse"] for r in g])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("records", nargs="*", help=f"record files (default: {os.path.relpath(DEFAULT_RECORDS)})")
     p.add_argument("--data", default=os.environ.get("JAXFWI_DATA"), help="folder of the benchmark models")
     p.add_argument("--tau", nargs="+", type=float, default=[1.0, 1.1])
     p.add_argument("--out", default=os.path.join(HERE, "out", "discrepancy.json"))
+    p.add_argument("--summary", default=os.path.join(HERE, "out", "discrepancy_summary.md"),
+                   help="per-start summary table (Markdown), with the first --tau")
     a = p.parse_args(argv)
     from jaxfwi.experiments.records import read_record
     from jaxfwi.experiments.runner import DataMissing
@@ -110,6 +165,10 @@ def main(argv=None):
     with open(a.out, "w") as fh:
         json.dump({"tau": a.tau, "rows": rows}, fh, indent=1)
     print(f"wrote {a.out}")
+    table = summary_markdown(rows, tau=a.tau[0])
+    with open(a.summary, "w") as fh:
+        fh.write(table)
+    print(table + f"wrote {a.summary}")
     return 0
 
 

@@ -52,3 +52,25 @@ def test_discrepancy_stopping_epochs():
     assert row["stop_epoch_tau1.5"] == 2 and row["stop_mse_tau1.5"] == 0.8
     assert row["stop_epoch_tau0.5"] is None and row["stop_mse_tau0.5"] is None
     assert row["best_epoch"] == 3 and row["best_mse"] == 0.7 and row["final_mse"] == 0.8
+
+
+def test_discrepancy_summary_groups_seeds_per_start_and_method():
+    """benchmarks/discrepancy.py's per-start table: seed means ± std per (initial model, method), the seeds'
+    stop epochs, "never" when a seed never reached the floor, "not run" for a missing method."""
+    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def row(init, method, seed, stop, final):
+        return {"record": f"m__{init}__noise__{method}__e9__x", "seed": seed, "initial_mse": 1.0, "mse_at300": 0.5,
+                "best_mse": 0.25, "best_epoch": 10 + seed, "final_mse": final,
+                "stop_epoch_tau1": stop, "stop_mse_tau1": None if stop is None else 0.3}
+
+    rows = [row("profile+10pc", "a", 0, 5, 0.4), row("profile+10pc", "a", 1, 7, 0.6),
+            row("profile", "a", 0, None, 0.9), row("profile", "b", 0, 3, 0.2)]
+    lines = mod.summary_markdown(rows).strip().split("\n")
+    assert lines[0].startswith("| initial model | initial | a @300 |") and "b final" in lines[0]
+    assert lines[2].startswith("| profile | 1.0000 | 0.500 ± 0.000 | 0.250 (10-10) | never | 0.900 ± 0.000 |")
+    assert lines[2].endswith("0.300 ± 0.000 (3-3) | 0.200 ± 0.000 |")
+    assert lines[3] == ("| profile+10pc | 1.0000 | 0.500 ± 0.000 | 0.250 (10-11) | 0.300 ± 0.000 (5-7) | 0.500 ± 0.100 | "
+                        "not run | not run | not run | not run |")
