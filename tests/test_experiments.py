@@ -163,7 +163,7 @@ def runs(tmp_path_factory):
 def test_interrupted_run_resumes_from_checkpoint(runs):
     assert len(runs["ckpt_after_interrupt"]) == 1
     assert runs["finished_after_interrupt"] == []
-    assert any("(resuming)" in line for line in runs["logs"])
+    assert any("(resuming at epoch 2 of 4)" in line for line in runs["logs"])
     first = runs["root"] / runs["scenarios"][0].dir_name
     assert not list(first.glob("ckpt_*"))  # removed once finished
     for seed in (0, 1):

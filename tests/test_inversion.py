@@ -24,6 +24,7 @@ import pytest
 import jaxfwi
 from jaxfwi import models
 from jaxfwi.inversion import NonFiniteLossError, fit, fit_seeds
+from jaxfwi.inversion.checkpoints import checkpoint_epochs
 from jaxfwi.metrics import mse
 
 NZ, NX, DX = 16, 32, 20.0
@@ -318,8 +319,9 @@ def test_extending_a_finished_run_equals_the_longer_run(problem, params_of, tmp_
     param = params_of("adfwi")
     kw = dict(learning_rate=20.0, key=jax.random.key(3))
     d = tmp_path / "ext"
+    assert checkpoint_epochs(d) is None
     short = _fit(problem, param, epochs=3, checkpoint_dir=d, **kw)
-    assert short.epochs == 3
+    assert short.epochs == 3 and checkpoint_epochs(d) == 3 == checkpoint_epochs(d / "checkpoint.npz")
     longer = _fit(problem, param, epochs=5, checkpoint_dir=d, **kw)
     full = _fit(problem, param, epochs=5, **kw)
     assert longer.epochs == 5
@@ -349,6 +351,8 @@ def test_damaged_checkpoint_names_the_file(problem, params_of, tmp_path, damage)
     else:
         raw = bytearray()
     f.write_bytes(bytes(raw))
+    if damage != "flipped byte":  # a flipped byte inside the state still reads epochs_done
+        assert checkpoint_epochs(d) is None
     with pytest.raises(ValueError, match="damaged") as info:
         _fit(problem, param, checkpoint_dir=d, **kw)
     msg = str(info.value)

@@ -587,9 +587,12 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
             if records_dir is not None and not (Path(records_dir) / f"{name}.npz").exists():
                 _record(gdir, records_dir, log)
             continue
+        done_epochs = _checkpoint_progress(gdir)
+        at = "" if done_epochs is None else f", checkpoint at epoch {done_epochs} of {todo[0].epochs}"
         if dry_run or (stop_after_s is not None and time.perf_counter() - t_start > stop_after_s):
-            log(f"[{n}/{len(groups)}] {name}: pending (seeds {[sc.seed for sc in todo]})")
-            out.extend({"dir_name": name, "seed": sc.seed, "state": "pending"} for sc in todo)
+            log(f"[{n}/{len(groups)}] {name}: pending (seeds {[sc.seed for sc in todo]}{at})")
+            out.extend({"dir_name": name, "seed": sc.seed, "state": "pending",
+                        **({} if done_epochs is None else {"epochs_done": done_epochs})} for sc in todo)
             continue
         try:
             setup = prepare(todo[0], data_dir)
@@ -598,8 +601,8 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
             out.extend({"dir_name": name, "seed": sc.seed, "state": "skipped_data", "error": str(e)} for sc in todo)
             continue
         _write_scenario_files(gdir, setup)
-        resumed = any(p.name.startswith("ckpt_") for p in gdir.iterdir())
-        log(f"[{n}/{len(groups)}] {name}: seeds {[sc.seed for sc in todo]}{' (resuming)' if resumed else ''}")
+        log(f"[{n}/{len(groups)}] {name}: seeds {[sc.seed for sc in todo]}"
+            + ("" if done_epochs is None else f" (resuming at epoch {done_epochs} of {todo[0].epochs})"))
         t0 = time.perf_counter()
         recs = _run_group(gdir, setup, todo, vmap_seeds=vmap_seeds, progress=progress,
                           checkpoint_every=checkpoint_every, log=log, callback=callback)
@@ -611,6 +614,16 @@ def run_scenarios(scenarios: Iterable[Scenario], results_dir, *, data_dir=None, 
         _record(gdir, records_dir, log)
         out.extend({**r, "state": "done"} for r in recs)
     return out
+
+
+def _checkpoint_progress(gdir: Path) -> Optional[int]:
+    """Epochs done by the furthest checkpoint in a scenario folder (``ckpt_*/``), or None without one."""
+    from jaxfwi.inversion.checkpoints import checkpoint_epochs
+
+    if not gdir.is_dir():
+        return None
+    done = [e for p in sorted(gdir.glob("ckpt_*")) if (e := checkpoint_epochs(p)) is not None]
+    return max(done) if done else None
 
 
 def _covering_record(records_dir, name: str, todo, nothing_finished: bool) -> Optional[dict]:

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 from typing import Optional
 
 import jax
 import numpy as np
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointError", "checkpoint_path", "save_checkpoint", "load_checkpoint",
-           "to_host"]
+           "checkpoint_epochs", "to_host"]
 
 CHECKPOINT_NAME = "checkpoint.npz"
 
@@ -114,6 +115,19 @@ def _short(x, n=120):
         return r
     import hashlib
     return f"{r[: n - 40]}... (sha256:{hashlib.sha256(r.encode()).hexdigest()[:12]})"
+
+
+def checkpoint_epochs(path) -> Optional[int]:
+    """The number of epochs a checkpoint file (or a folder holding ``checkpoint.npz``) has done, read
+    without loading its state; None when there is no file or it is not a readable jaxfwi checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_NAME
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return int(z["epochs_done"])
+    except Exception:  # noqa: BLE001 - missing or damaged file: no progress to report
+        return None
 
 
 def _read(path) -> dict:
