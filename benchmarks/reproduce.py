@@ -316,7 +316,9 @@ def curves_by_start(records_dir, out_path, epochs, dpi=80):
             seeds = sorted(meta["seeds"], key=int)
             first = meta["seeds"][seeds[0]]["metrics"]
             init = first["labels"]["init"]
-            curves.setdefault(init, {})[sc["method"]] = np.stack([z[f"seed{s}/history/mse"] for s in seeds])
+            hs = [z[f"seed{s}/history/mse"] for s in seeds]
+            n = min(len(h) for h in hs)  # seeds of one record share their length; guard anyway
+            curves.setdefault(init, {})[sc["method"]] = np.stack([h[:n] for h in hs])
             start[init] = float(first["initial"]["mse"])
             order[init] = float(sc.get("perturb", 0.0))
     if not curves:
