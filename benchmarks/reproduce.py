@@ -300,27 +300,26 @@ def curves_by_start(records_dir, out_path, epochs, dpi=80):
     ``records_dir`` that ran ``epochs`` epochs (seed mean as a line, the seeds' range shaded) and the
     initial model's MSE (dashed). Panels are ordered by the initial model's perturbation. Returns the
     panel titles, or [] when no record ran that many epochs (nothing is written then)."""
-    import json
-
     import numpy as np
+
+    from jaxfwi.experiments.records import read_record
 
     curves = {}   # init label -> method -> [seeds, epochs]
     start = {}
     order = {}
     for f in sorted(Path(records_dir).glob("*.npz")):
-        with np.load(f, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            sc = meta["scenario_json"]["scenario"]
-            if int(sc["epochs"]) != int(epochs):
-                continue
-            seeds = sorted(meta["seeds"], key=int)
-            first = meta["seeds"][seeds[0]]["metrics"]
-            init = first["labels"]["init"]
-            hs = [z[f"seed{s}/history/mse"] for s in seeds]
-            n = min(len(h) for h in hs)  # seeds of one record share their length; guard anyway
-            curves.setdefault(init, {})[sc["method"]] = np.stack([h[:n] for h in hs])
-            start[init] = float(first["initial"]["mse"])
-            order[init] = float(sc.get("perturb", 0.0))
+        meta, arrays = read_record(f)
+        sc = meta["scenario_json"]["scenario"]
+        if int(sc["epochs"]) != int(epochs):
+            continue
+        seeds = sorted(meta["seeds"], key=int)
+        first = meta["seeds"][seeds[0]]["metrics"]
+        init = first["labels"]["init"]
+        hs = [arrays[f"seed{s}/history/mse"] for s in seeds]
+        n = min(len(h) for h in hs)  # seeds of one record share their length; guard anyway
+        curves.setdefault(init, {})[sc["method"]] = np.stack([h[:n] for h in hs])
+        start[init] = float(first["initial"]["mse"])
+        order[init] = float(sc.get("perturb", 0.0))
     if not curves:
         return []
     import matplotlib
