@@ -69,8 +69,24 @@ def test_discrepancy_summary_groups_seeds_per_start_and_method():
     rows = [row("profile+10pc", "a", 0, 5, 0.4), row("profile+10pc", "a", 1, 7, 0.6),
             row("profile", "a", 0, None, 0.9), row("profile", "b", 0, 3, 0.2)]
     lines = mod.summary_markdown(rows).strip().split("\n")
-    assert lines[0].startswith("| initial model | initial | a @300 |") and "b final" in lines[0]
-    assert lines[2].startswith("| profile | 1.0000 | 0.500 ± 0.000 | 0.250 (10-10) | never | 0.900 ± 0.000 |")
+    assert lines[0].startswith("| initial model | initial | a @300 |") and "b @9" in lines[0]
+    assert lines[2].startswith("| exact 1-D profile | 1.0000 | 0.500 ± 0.000 | 0.250 (10-10) | never | 0.900 ± 0.000 |")
     assert lines[2].endswith("0.300 ± 0.000 (3-3) | 0.200 ± 0.000 |")
-    assert lines[3] == ("| profile+10pc | 1.0000 | 0.500 ± 0.000 | 0.250 (10-11) | 0.300 ± 0.000 (5-7) | 0.500 ± 0.100 | "
+    assert lines[3] == ("| profile +10 % | 1.0000 | 0.500 ± 0.000 | 0.250 (10-11) | 0.300 ± 0.000 (5-7) | 0.500 ± 0.100 | "
                         "not run | not run | not run | not run |")
+
+
+def test_discrepancy_table_replaces_only_between_markers():
+    """``discrepancy.py --readme``: the table between the two marker lines is replaced and nothing else; missing or
+    repeated markers raise (the README is never guessed at)."""
+    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    b, e = mod.TABLE_BEGIN, mod.TABLE_END
+    text = f"intro\n| other | table |\n\n{b}\n| old |\n{e}\nafter\n"
+    assert mod.replace_table(text, "| new |\n| row |\n") == f"intro\n| other | table |\n\n{b}\n| new |\n| row |\n{e}\nafter\n"
+    for bad in ("no markers\n", f"{e}\n{b}\n", f"{b}\n{b}\n{e}\n"):
+        with pytest.raises(ValueError, match="--readme"):
+            mod.replace_table(bad, "| new |")
+    with open(os.path.join(ROOT, "benchmarks", "results", "README.md")) as fh:   # the committed README has them
+        mod.replace_table(fh.read(), "")
