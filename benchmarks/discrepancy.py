@@ -105,7 +105,7 @@ def _method_label(method: str) -> str:
 
     try:
         return methods.get(method).label
-    except (KeyError, ValueError):
+    except ValueError:   # not a registered method name
         return method
 
 
@@ -113,7 +113,7 @@ def summary_markdown(rows: list, tau: float = 1.0, at: int = 300) -> str:
     """The per-start table of the README (section "At the paper's 2000 epochs"): per initial model and
     method, the model MSE at epoch ``at``, at its best along the run (seed mean; the seeds' best epochs), at the
     discrepancy stop with ``tau`` (mean ± std; the stop epochs; "never" / "k of n never") and at the end,
-    mean ± std over the seeds. Rows ordered by |perturbation|, then sign; methods by their display names; the last
+    mean ± std over the seeds. Rows ordered by |perturbation|, then sign; methods in order of first appearance, headed by their display names; the last
     column is headed ``@<epochs>`` when every record ran the same number of epochs."""
     groups, inits, methods, epochs = {}, {}, [], set()
     for r in rows:

@@ -1,4 +1,4 @@
-"""The propagator benchmark's summary table (``benchmarks/propagator.py``), without running it."""
+"""The benchmarks' summary tables (`benchmarks/propagator.py`, `benchmarks/discrepancy.py`), without running them."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,6 +12,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def propagator():
     spec = importlib.util.spec_from_file_location("bench_propagator", os.path.join(ROOT, "benchmarks", "propagator.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def discrepancy():
+    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -36,30 +44,24 @@ def test_gradient_over_forward_pairs_rows_of_the_same_code_and_layout(propagator
                    ("deepwave", "1 process"): pytest.approx(8.0)}
 
 
-def test_discrepancy_stopping_epochs():
+def test_discrepancy_stopping_epochs(discrepancy):
     """benchmarks/discrepancy.py: the first epoch whose misfit reaches tau x the noise floor, and the model
     MSE after the epoch before it (the misfit of epoch e is evaluated before its update)."""
-    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     import numpy as np
 
     meta = {"dir_name": "a__b__c__d", "seeds": {"0": {"metrics": {"initial": {"mse": 1.0}}}}}
     arrays = {"seed0/history/misfit": np.array([5.0, 4.0, 3.0, 2.0, 1.9]),
               "seed0/history/mse": np.array([0.9, 0.8, 0.7, 0.75, 0.8])}
-    (row,) = mod.stopping_table(meta, arrays, {0: 2.0}, [1.0, 1.5, 0.5])
+    (row,) = discrepancy.stopping_table(meta, arrays, {0: 2.0}, [1.0, 1.5, 0.5])
     assert row["stop_epoch_tau1"] == 3 and row["stop_mse_tau1"] == 0.7
     assert row["stop_epoch_tau1.5"] == 2 and row["stop_mse_tau1.5"] == 0.8
     assert row["stop_epoch_tau0.5"] is None and row["stop_mse_tau0.5"] is None
     assert row["best_epoch"] == 3 and row["best_mse"] == 0.7 and row["final_mse"] == 0.8
 
 
-def test_discrepancy_summary_groups_seeds_per_start_and_method():
+def test_discrepancy_summary_groups_seeds_per_start_and_method(discrepancy):
     """benchmarks/discrepancy.py's per-start table: seed means ± std per (initial model, method), the seeds'
     stop epochs, "never" when a seed never reached the floor, "not run" for a missing method."""
-    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
 
     def row(init, method, seed, stop, final):
         return {"record": f"m__{init}__noise__{method}__e9__x", "seed": seed, "initial_mse": 1.0, "mse_at300": 0.5,
@@ -68,7 +70,7 @@ def test_discrepancy_summary_groups_seeds_per_start_and_method():
 
     rows = [row("profile+10pc", "a", 0, 5, 0.4), row("profile+10pc", "a", 1, 7, 0.6),
             row("profile", "a", 0, None, 0.9), row("profile", "b", 0, 3, 0.2)]
-    lines = mod.summary_markdown(rows).strip().split("\n")
+    lines = discrepancy.summary_markdown(rows).strip().split("\n")
     assert lines[0].startswith("| initial model | initial | a @300 |") and "b @9" in lines[0]
     assert lines[2].startswith("| exact 1-D profile | 1.0000 | 0.500 ± 0.000 | 0.250 (10-10) | never | 0.900 ± 0.000 |")
     assert lines[2].endswith("0.300 ± 0.000 (3-3) | 0.200 ± 0.000 |")
@@ -76,17 +78,14 @@ def test_discrepancy_summary_groups_seeds_per_start_and_method():
                         "not run | not run | not run | not run |")
 
 
-def test_discrepancy_table_replaces_only_between_markers():
+def test_discrepancy_table_replaces_only_between_markers(discrepancy):
     """``discrepancy.py --readme``: the table between the two marker lines is replaced and nothing else; missing or
     repeated markers raise (the README is never guessed at)."""
-    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    b, e = mod.TABLE_BEGIN, mod.TABLE_END
+    b, e = discrepancy.TABLE_BEGIN, discrepancy.TABLE_END
     text = f"intro\n| other | table |\n\n{b}\n| old |\n{e}\nafter\n"
-    assert mod.replace_table(text, "| new |\n| row |\n") == f"intro\n| other | table |\n\n{b}\n| new |\n| row |\n{e}\nafter\n"
+    assert discrepancy.replace_table(text, "| new |\n| row |\n") == f"intro\n| other | table |\n\n{b}\n| new |\n| row |\n{e}\nafter\n"
     for bad in ("no markers\n", f"{e}\n{b}\n", f"{b}\n{b}\n{e}\n"):
         with pytest.raises(ValueError, match="--readme"):
-            mod.replace_table(bad, "| new |")
+            discrepancy.replace_table(bad, "| new |")
     with open(os.path.join(ROOT, "benchmarks", "results", "README.md")) as fh:   # the committed README has them
-        mod.replace_table(fh.read(), "")
+        discrepancy.replace_table(fh.read(), "")
