@@ -57,15 +57,16 @@ def noise_floor(meta: dict, data_dir) -> dict:
 
 
 def stopping_table(meta: dict, arrays: dict, floors: dict, taus, at=(300,)) -> list:
-    """One row per seed: the noise floor, the misfit at the start and end, the model MSE initially, at its
+    """One row per seed: the run's start, method and planned epochs (:func:`scenario_fields`), the noise floor, the misfit at the start and end, the model MSE initially, at its
     best (and that epoch), at the epochs ``at`` (``mse_at<E>``, when the run got that far), at the end, and
     per ``tau`` the discrepancy-stop epoch and the MSE there (None: the misfit never reached the floor)."""
+    start = scenario_fields(meta)
     rows = []
     for s, floor in floors.items():
         h = {k.split("/")[-1]: v for k, v in arrays.items() if k.startswith(f"seed{s}/history/")}
         mis, mse = np.asarray(h["misfit"], float), np.asarray(h["mse"], float)
         init_mse = meta["seeds"][str(s)]["metrics"]["initial"]["mse"]
-        row = dict(record=meta["dir_name"], seed=s, floor=floor, misfit_start=float(mis[0]), misfit_end=float(mis[-1]),
+        row = dict(record=meta["dir_name"], **start, seed=s, floor=floor, misfit_start=float(mis[0]), misfit_end=float(mis[-1]),
                    initial_mse=init_mse, best_mse=float(mse.min()), best_epoch=int(np.argmin(mse)) + 1,
                    final_mse=float(mse[-1]), epochs=int(len(mse)))
         row.update({f"mse_at{e}": float(mse[e - 1]) for e in at if len(mse) >= e})
@@ -78,24 +79,22 @@ def stopping_table(meta: dict, arrays: dict, floors: dict, taus, at=(300,)) -> l
     return rows
 
 
-def _start_and_method(record: str):
-    """(perturbation in percent, initial-model label, method, epochs or None) from a record name
-    ``<model>__<init>__<data>__<method>__e<epochs>__...``."""
-    import re
-
-    parts = record.split("__")
-    m = re.search(r"([+-]\d+(?:\.\d+)?)pc$", parts[1])
-    e = re.fullmatch(r"e(\d+)", parts[4]) if len(parts) > 4 else None
-    return (float(m.group(1)) if m else 0.0), parts[1], parts[3], (int(e.group(1)) if e else None)
+def scenario_fields(meta: dict) -> dict:
+    """The run's ``init`` label (``Scenario.init_label``: "profile", "profile+10%"), ``perturb`` (percent),
+    ``method`` and planned ``epochs_planned``, read from a record's meta (nothing is parsed from its name)."""
+    sc = meta["scenario_json"]["scenario"]
+    first = meta["seeds"][min(meta["seeds"], key=int)]["metrics"]
+    return dict(init=first["labels"]["init"], perturb=float(sc.get("perturb") or 0.0), method=sc["method"],
+                epochs_planned=int(sc["epochs"]))
 
 
 def _init_label(init: str) -> str:
-    """Readable initial-model label: ``profile`` -> "exact 1-D profile", ``profile-10pc`` -> "profile -10 %"."""
+    """Readable initial-model label: ``profile`` -> "exact 1-D profile", ``profile-10%`` -> "profile -10 %"."""
     import re
 
     if init == "profile":
         return "exact 1-D profile"
-    m = re.fullmatch(r"(.*?)([+-]\d+(?:\.\d+)?)pc", init)
+    m = re.fullmatch(r"(.*?)([+-]\d+(?:\.\d+)?)%", init)
     return f"{m.group(1)} {m.group(2)} %" if m else init
 
 
@@ -117,7 +116,7 @@ def summary_markdown(rows: list, tau: float = 1.0, at: int = 300) -> str:
     column is headed ``@<epochs>`` when every record ran the same number of epochs."""
     groups, inits, methods, epochs = {}, {}, [], set()
     for r in rows:
-        p, init, method, e = _start_and_method(r["record"])
+        p, init, method, e = r["perturb"], r["init"], r["method"], r["epochs_planned"]
         groups.setdefault((init, method), []).append(r)
         inits[init] = (abs(p), p, init)
         methods += [method] if method not in methods else []
@@ -200,12 +199,11 @@ def main(argv=None):
     cols = ["seed", "floor", "misfit_end", "initial_mse", "best_mse", "best_epoch", "final_mse"]
     for tau in a.tau:
         cols += [f"stop_epoch_tau{tau:g}", f"stop_mse_tau{tau:g}"]
-    print("| record | " + " | ".join(cols) + " |")
+    print("| start, method | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for r in rows:
-        name = r["record"].split("__")
         cells = [f"{x:.4g}" if isinstance(x, float) else str(x) for x in (r[c] for c in cols)]
-        print(f"| {name[1]} {name[3]} | " + " | ".join(cells) + " |")
+        print(f"| {r['init']} {r['method']} | " + " | ".join(cells) + " |")
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     with open(a.out, "w") as fh:
         json.dump({"tau": a.tau, "rows": rows}, fh, indent=1)

@@ -49,7 +49,9 @@ def test_discrepancy_stopping_epochs(discrepancy):
     MSE after the epoch before it (the misfit of epoch e is evaluated before its update)."""
     import numpy as np
 
-    meta = {"dir_name": "a__b__c__d", "seeds": {"0": {"metrics": {"initial": {"mse": 1.0}}}}}
+    meta = {"dir_name": "a__b__c__d",
+            "scenario_json": {"scenario": {"method": "adfwi", "perturb": -10.0, "epochs": 5}},
+            "seeds": {"0": {"metrics": {"initial": {"mse": 1.0}, "labels": {"init": "profile-10%"}}}}}
     arrays = {"seed0/history/misfit": np.array([5.0, 4.0, 3.0, 2.0, 1.9]),
               "seed0/history/mse": np.array([0.9, 0.8, 0.7, 0.75, 0.8])}
     (row,) = discrepancy.stopping_table(meta, arrays, {0: 2.0}, [1.0, 1.5, 0.5])
@@ -57,6 +59,7 @@ def test_discrepancy_stopping_epochs(discrepancy):
     assert row["stop_epoch_tau1.5"] == 2 and row["stop_mse_tau1.5"] == 0.8
     assert row["stop_epoch_tau0.5"] is None and row["stop_mse_tau0.5"] is None
     assert row["best_epoch"] == 3 and row["best_mse"] == 0.7 and row["final_mse"] == 0.8
+    assert (row["init"], row["perturb"], row["method"], row["epochs_planned"]) == ("profile-10%", -10.0, "adfwi", 5)
 
 
 def test_discrepancy_summary_groups_seeds_per_start_and_method(discrepancy):
@@ -64,11 +67,13 @@ def test_discrepancy_summary_groups_seeds_per_start_and_method(discrepancy):
     stop epochs, "never" when a seed never reached the floor, "not run" for a missing method."""
 
     def row(init, method, seed, stop, final):
-        return {"record": f"m__{init}__noise__{method}__e9__x", "seed": seed, "initial_mse": 1.0, "mse_at300": 0.5,
+        perturb = float(init[len("profile"):-1] or 0)
+        return {"init": init, "perturb": perturb, "method": method, "epochs_planned": 9, "seed": seed,
+                "initial_mse": 1.0, "mse_at300": 0.5,
                 "best_mse": 0.25, "best_epoch": 10 + seed, "final_mse": final,
                 "stop_epoch_tau1": stop, "stop_mse_tau1": None if stop is None else 0.3}
 
-    rows = [row("profile+10pc", "a", 0, 5, 0.4), row("profile+10pc", "a", 1, 7, 0.6),
+    rows = [row("profile+10%", "a", 0, 5, 0.4), row("profile+10%", "a", 1, 7, 0.6),
             row("profile", "a", 0, None, 0.9), row("profile", "b", 0, 3, 0.2)]
     lines = discrepancy.summary_markdown(rows).strip().split("\n")
     assert lines[0].startswith("| initial model | initial | a @300 |") and "b @9" in lines[0]
