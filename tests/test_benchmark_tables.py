@@ -9,20 +9,22 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def propagator():
-    spec = importlib.util.spec_from_file_location("bench_propagator", os.path.join(ROOT, "benchmarks", "propagator.py"))
+def _load_benchmark(name):
+    """The script ``benchmarks/<name>.py`` as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(ROOT, "benchmarks", f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture(scope="module")
+def propagator():
+    return _load_benchmark("propagator")
 
 
 @pytest.fixture(scope="module")
 def discrepancy():
-    spec = importlib.util.spec_from_file_location("bench_discrepancy", os.path.join(ROOT, "benchmarks", "discrepancy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _load_benchmark("discrepancy")
 
 
 def test_gradient_over_forward_pairs_rows_of_the_same_code_and_layout(propagator):
